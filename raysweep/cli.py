@@ -1,0 +1,59 @@
+"""What every raysweep command shares: one-line errors, the common options, the device."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+import torch
+
+from .config import Config, RaysweepError, apply_overrides
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="digits", help="digits (embedded default) | cifar10")
+    p.add_argument("--root", default="", help="cifar10: directory holding cifar-10-batches-py")
+    p.add_argument("--out", default="runs", help="output root: a local directory or s3://bucket/prefix")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set pretrain.steps=2000 (repeatable)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+
+
+def config_from(args: argparse.Namespace, cfg: Config | None = None) -> Config:
+    cfg = cfg or Config()
+    cfg.data.dataset = args.dataset
+    cfg.data.root = args.root
+    apply_overrides(cfg, args.overrides)
+    return cfg.validate()
+
+
+def device_from(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise RaysweepError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RaysweepError(f"device {name} requested but CUDA is not available")
+    return name
+
+
+def run(main: Callable[[], dict | None], as_json: bool) -> None:
+    """Run a command; a user error is one line on stderr and exit 2."""
+    try:
+        out = main()
+    except RaysweepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    if as_json and out is not None:
+        print(json.dumps(out))

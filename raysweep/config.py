@@ -1,0 +1,202 @@
+"""Every knob of raysweep in one place (nanoGPT style): typed sections, dotted overrides, one-line errors.
+
+A run saves the whole resolved config (``Config.to_dict``) next to its results, and base artefacts are cached
+under a hash of the sections that determine them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+DATASETS = {"digits": 10, "cifar10": 10}  # name -> number of classes K
+
+
+class RaysweepError(Exception):
+    """A problem the user can fix; CLIs print it as one line and exit non-zero."""
+
+
+class ConfigError(RaysweepError, ValueError):
+    pass
+
+
+@dataclass
+class Data:
+    dataset: str = "digits"
+    root: str = ""  # cifar10: directory holding cifar-10-batches-py
+    download: bool = False  # cifar10 only: fetch into root when it is missing
+    resolution: int = 0  # 0 = native (8 for digits, 32 for cifar10)
+    test_fraction: float = 0.2  # digits: share of the 1,797 images held out as the test split
+    split_seed: int = 0
+    forget_class: int = 3
+
+
+@dataclass
+class Model:
+    preset: str = ""  # "" = the dataset's preset; "tiny" for tests
+    dropout: float = 0.0
+
+
+@dataclass
+class Schedule:
+    # DDPM linear schedule of the SA/SalUn/EraseDiff lineage; epsilon prediction.
+    train_timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+
+
+@dataclass
+class Pretrain:
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 1e-3
+    grad_clip: float = 1.0
+    ema: float = 0.995  # EMA decay of the weights kept as the base model; 0 = off
+    label_dropout: float = 0.1  # share of labels replaced by the null class (for CFG)
+    seed: int = 0
+
+
+@dataclass
+class Judge:
+    epochs: int = 60
+    batch_size: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+
+
+@dataclass
+class Eval:
+    sampler: str = "ddim"  # ddim (eta 0, deterministic) | ddpm
+    steps: int = 25
+    guidance: float = 1.5  # diffusers convention: eps_null + w * (eps_cond - eps_null)
+    n_forget: int = 200  # samples of the forget class (AR noise is binomial: >= 200)
+    n_per_class: int = 200  # samples per retain class, for retain_acc and FID
+    fid_extractor: str = "judge"  # judge | inception
+    seed: int = 1234
+    batch_size: int = 1000
+
+
+@dataclass
+class Config:
+    data: Data = field(default_factory=Data)
+    model: Model = field(default_factory=Model)
+    schedule: Schedule = field(default_factory=Schedule)
+    pretrain: Pretrain = field(default_factory=Pretrain)
+    judge: Judge = field(default_factory=Judge)
+    eval: Eval = field(default_factory=Eval)
+
+    @property
+    def num_classes(self) -> int:
+        return DATASETS[self.data.dataset]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "Config":
+        d = self.data
+        if d.dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {d.dataset!r}; choose one of {sorted(DATASETS)}")
+        k = DATASETS[d.dataset]
+        if not 0 <= d.forget_class < k:
+            raise ConfigError(f"data.forget_class={d.forget_class} is out of range for {d.dataset} (0..{k - 1})")
+        if not 0.0 < d.test_fraction < 1.0:
+            raise ConfigError(f"data.test_fraction must be in (0, 1), got {d.test_fraction}")
+        if d.resolution < 0:
+            raise ConfigError(f"data.resolution must be >= 0, got {d.resolution}")
+        for name in ("pretrain.steps", "pretrain.batch_size", "judge.epochs", "judge.batch_size", "eval.steps",
+                     "eval.n_forget", "eval.n_per_class", "eval.batch_size"):
+            if get_path(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {get_path(self, name)}")
+        for name in ("pretrain.lr", "judge.lr"):
+            if get_path(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {get_path(self, name)}")
+        if not 0.0 <= self.pretrain.ema < 1.0:
+            raise ConfigError(f"pretrain.ema must be in [0, 1), got {self.pretrain.ema}")
+        if not 0.0 <= self.pretrain.label_dropout < 1.0:
+            raise ConfigError(f"pretrain.label_dropout must be in [0, 1), got {self.pretrain.label_dropout}")
+        if self.eval.sampler not in ("ddim", "ddpm"):
+            raise ConfigError(f"eval.sampler must be ddim or ddpm, got {self.eval.sampler!r}")
+        if self.eval.fid_extractor not in ("judge", "inception"):
+            raise ConfigError(f"eval.fid_extractor must be judge or inception, got {self.eval.fid_extractor!r}")
+        if self.eval.guidance < 0:
+            raise ConfigError(f"eval.guidance must be >= 0, got {self.eval.guidance}")
+        return self
+
+
+def get_path(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _parse(raw: str, current: Any, key: str) -> Any:
+    kind = type(current)
+    try:
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is tuple or kind is list:
+            return kind(json.loads(raw))
+        return kind(raw)
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise ConfigError(f"{key}: cannot read {raw!r} as {kind.__name__}") from None
+
+
+def set_path(cfg: Any, dotted: str, value: Any) -> None:
+    """Set ``section.field`` on a config; strings are parsed to the field's type."""
+    *parents, leaf = dotted.split(".")
+    obj = cfg
+    for part in parents:
+        if not dataclasses.is_dataclass(obj) or not hasattr(obj, part):
+            raise ConfigError(f"unknown config key {dotted!r}")
+        obj = getattr(obj, part)
+    if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
+        raise ConfigError(f"unknown config key {dotted!r}")
+    current = getattr(obj, leaf)
+    if dataclasses.is_dataclass(current):
+        raise ConfigError(f"{dotted!r} is a section; set one of its fields")
+    if isinstance(value, str) and not isinstance(current, str):
+        value = _parse(value, current, dotted)
+    elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    elif not isinstance(value, type(current)):
+        raise ConfigError(f"{dotted}: expected {type(current).__name__}, got {value!r}")
+    setattr(obj, leaf, value)
+
+
+def apply_overrides(cfg: Any, overrides: list[str] | dict[str, Any]) -> Any:
+    """``["pretrain.steps=2000", ...]`` or ``{"pretrain.steps": 2000}``."""
+    items = overrides.items() if isinstance(overrides, dict) else (_split(o) for o in overrides)
+    for key, value in items:
+        set_path(cfg, key, value)
+    return cfg
+
+
+def _split(override: str) -> tuple[str, str]:
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} is not of the form key=value")
+    key, value = override.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def content_hash(obj: Any) -> str:
+    """Stable short hash of a JSON-able object (dataclasses allowed): the cache key of base artefacts."""
+    if dataclasses.is_dataclass(obj):
+        obj = dataclasses.asdict(obj)
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,103 @@
+"""The diffusion core: a class-conditional diffusers UNet, the denoising loss, and a CFG sampler.
+
+Conventions (recorded with every result): epsilon prediction; DDPM linear betas; the loss is the *mean* squared
+error over pixels (diffusers' convention; the SA/SalUn code sums, a factor C*H*W that rescales lr, alpha, beta);
+guidance follows diffusers: ``eps = eps_null + w * (eps_cond - eps_null)`` (w = 1 is plain conditional
+sampling; the SalUn code's w = 2 is our 3.0). Index ``K`` of the class embedding is the null class.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+
+from .config import ConfigError, Model, Schedule
+
+# block_out_channels, down blocks, up blocks, layers_per_block, norm groups
+PRESETS = {
+    # ~0.65 M parameters; at 8x8 one level of downsampling is all the resolution allows.
+    "digits": ((32, 64), ("DownBlock2D", "DownBlock2D"), ("UpBlock2D", "UpBlock2D"), 2, 8),
+    # the google/ddpm-cifar10-32 layout (attention at 16x16), ~36 M parameters.
+    "cifar10": ((128, 256, 256, 256), ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+                ("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"), 2, 32),
+    # for tests: seconds on a CPU.
+    "tiny": ((16, 32), ("DownBlock2D", "DownBlock2D"), ("UpBlock2D", "UpBlock2D"), 1, 8),
+}
+
+
+def make_unet(cfg: Model, dataset: str, channels: int, resolution: int, num_classes: int) -> UNet2DModel:
+    preset = cfg.preset or dataset
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+    widths, down, up, layers, groups = PRESETS[preset]
+    return UNet2DModel(
+        sample_size=resolution, in_channels=channels, out_channels=channels,
+        block_out_channels=widths, down_block_types=down, up_block_types=up,
+        layers_per_block=layers, norm_num_groups=groups, dropout=cfg.dropout,
+        num_class_embeds=num_classes + 1,  # + the null class, index num_classes
+    )
+
+
+def null_class(model: UNet2DModel) -> int:
+    return model.config.num_class_embeds - 1
+
+
+def make_scheduler(cfg: Schedule, kind: str = "ddpm"):
+    cls = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}[kind]
+    return cls(num_train_timesteps=cfg.train_timesteps, beta_start=cfg.beta_start, beta_end=cfg.beta_end,
+               beta_schedule="linear", prediction_type="epsilon", clip_sample=True)
+
+
+class DenoisingLoss:
+    """``L(S, c)``: the ordinary epsilon-prediction MSE; with ``label_dropout`` some labels become null (CFG)."""
+
+    def __init__(self, schedule: Schedule, label_dropout: float = 0.0):
+        self.sched = make_scheduler(schedule)
+        self.label_dropout = label_dropout
+
+    def noised(self, x0: torch.Tensor, generator: torch.Generator | None = None):
+        """(x_t, t, eps) for a batch, so losses that compare two predictions can share the same noise."""
+        n = x0.shape[0]
+        t = torch.randint(0, self.sched.config.num_train_timesteps, (n,), device=x0.device, generator=generator)
+        eps = torch.randn(x0.shape, device=x0.device, generator=generator)
+        return self.sched.add_noise(x0, eps, t), t, eps
+
+    def __call__(self, model: UNet2DModel, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.label_dropout > 0:
+            drop = torch.rand(labels.shape, device=labels.device) < self.label_dropout
+            labels = torch.where(drop, torch.full_like(labels, null_class(model)), labels)
+        x_t, t, eps = self.noised(images)
+        return F.mse_loss(model(x_t, t, class_labels=labels).sample, eps)
+
+
+def guided_eps(model: UNet2DModel, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, guidance: float,
+               batched: bool = True) -> torch.Tensor:
+    """Classifier-free guided noise prediction; ``batched`` runs cond and null in one forward of twice the batch."""
+    if guidance == 1.0:
+        return model(x, t, class_labels=labels).sample
+    null = torch.full_like(labels, null_class(model))
+    if batched:
+        out = model(torch.cat([x, x]), torch.cat([t, t]), class_labels=torch.cat([labels, null])).sample
+        eps_c, eps_u = out.chunk(2)
+    else:
+        eps_c = model(x, t, class_labels=labels).sample
+        eps_u = model(x, t, class_labels=null).sample
+    return eps_u + guidance * (eps_c - eps_u)
+
+
+@torch.no_grad()
+def sample(model: UNet2DModel, labels: torch.Tensor, noise: torch.Tensor, *, schedule: Schedule, sampler: str = "ddim",
+           steps: int = 25, guidance: float = 1.5, batched: bool = True, seed: int = 0) -> torch.Tensor:
+    """Images in [-1, 1] for ``labels`` starting from ``noise`` (same noise + DDIM = same images)."""
+    sched = make_scheduler(schedule, sampler)
+    sched.set_timesteps(steps)
+    g = torch.Generator(device=noise.device).manual_seed(seed)  # only DDPM's per-step noise uses it
+    was_training = model.training
+    model.eval()
+    x = noise.clone()
+    for t in sched.timesteps:
+        tt = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
+        eps = guided_eps(model, x, tt, labels, guidance, batched)
+        x = sched.step(eps, t, x, generator=g).prev_sample
+    model.train(was_training)
+    return x.clamp(-1, 1)

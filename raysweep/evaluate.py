@@ -1,0 +1,105 @@
+"""Metrics of DESIGN.md §Metrics: AR, retain accuracy, FID in a named feature space.
+
+Everything here takes a *generator*: a callable ``(labels, noise) -> images in [-1, 1]``. A diffusion model
+becomes one through ``DiffusionGenerator``; tests use stand-ins whose right answer is known. The sampling noise of
+class ``c`` depends only on (eval seed, c), so two models evaluated with the same settings see the same noise
+(what AR_CL compares) whatever else is evaluated alongside.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+from .config import Eval, RaysweepError, Schedule
+from .data import Dataset
+from .diffusion import sample
+from .judge import JudgeFeatures, predict
+
+Generator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class DiffusionGenerator:
+    def __init__(self, model: nn.Module, cfg: Eval, schedule: Schedule, batched: bool = True):
+        self.model, self.cfg, self.schedule, self.batched = model, cfg, schedule, batched
+
+    def __call__(self, labels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        out = [sample(self.model, labels[i:i + self.cfg.batch_size].to(device),
+                      noise[i:i + self.cfg.batch_size].to(device), schedule=self.schedule, sampler=self.cfg.sampler,
+                      steps=self.cfg.steps, guidance=self.cfg.guidance, batched=self.batched, seed=self.cfg.seed + i)
+               for i in range(0, len(labels), self.cfg.batch_size)]
+        return torch.cat(out).cpu()
+
+
+def class_noise(seed: int, c: int, n: int, shape: tuple[int, ...]) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + c)
+    return torch.randn((n, *shape), generator=g)
+
+
+def fid(fake: torch.Tensor, real: torch.Tensor, extractor: str, judge: nn.Module | None = None) -> float:
+    """Fréchet distance between two image sets in [-1, 1], in the ``judge`` or ``inception`` feature space."""
+    if extractor == "judge":
+        metric = FrechetInceptionDistance(feature=JudgeFeatures(judge).eval())
+        prep = lambda x: x  # noqa: E731  (the judge reads [-1, 1] images directly)
+    elif extractor == "inception":
+        try:
+            metric = FrechetInceptionDistance(feature=2048, normalize=True)
+        except Exception as e:  # torch-fidelity missing, or its weights cannot be fetched offline
+            raise RaysweepError(f"fid_extractor=inception is unavailable here ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0][:120]}); use eval.fid_extractor=judge") from None
+        prep = lambda x: ((x.repeat(1, 3 // x.shape[1], 1, 1) + 1) / 2).clamp(0, 1)  # noqa: E731
+    else:
+        raise RaysweepError(f"unknown FID extractor {extractor!r}; choose judge or inception")
+    with torch.no_grad():
+        for x, real_flag in ((real, True), (fake, False)):
+            for i in range(0, len(x), 1000):
+                metric.update(prep(x[i:i + 1000]), real=real_flag)
+        return float(metric.compute())
+
+
+class Evaluator:
+    def __init__(self, ds: Dataset, judge: nn.Module, judge_acc: float, judge_id: str, cfg: Eval):
+        self.ds, self.judge, self.judge_acc, self.judge_id, self.cfg = ds, judge.eval(), judge_acc, judge_id, cfg
+
+    def settings(self) -> dict:
+        """Recorded beside every number: how it was measured."""
+        c = self.cfg
+        return {"sampler": c.sampler, "sampling_steps": c.steps, "guidance_scale": c.guidance,
+                "n_samples_forget": c.n_forget, "n_samples_per_class": c.n_per_class, "judge_id": self.judge_id,
+                "judge_test_acc": self.judge_acc, "fid_extractor": c.fid_extractor, "eval_seed": c.seed}
+
+    def generate(self, gen: Generator, classes: list[int], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = tuple(self.ds.train_x.shape[1:])
+        labels = torch.cat([torch.full((n,), c, dtype=torch.int64) for c in classes])
+        noise = torch.cat([class_noise(self.cfg.seed, c, n, shape) for c in classes])
+        return gen(labels, noise), labels
+
+    def judge_labels(self, gen: Generator, c: int, n: int | None = None) -> torch.Tensor:
+        """The judge's label for each of the n samples of class c (fixed noise): what AR and AR_CL read."""
+        images, _ = self.generate(gen, [c], n or self.cfg.n_forget)
+        return predict(self.judge, images)
+
+    def ar(self, gen: Generator, c: int, n: int | None = None) -> float:
+        return float((self.judge_labels(gen, c, n) == c).float().mean())
+
+    def evaluate(self, gen: Generator, forget_class: int | None = None) -> dict:
+        """AR of every class, retain_acc and FID on the retain classes, and the evaluation settings.
+
+        With ``forget_class=None`` every class counts as retained (the base model's own quality).
+        """
+        k = self.ds.num_classes
+        retain = [c for c in range(k) if c != forget_class]
+        images, labels = self.generate(gen, retain, self.cfg.n_per_class)
+        preds = predict(self.judge, images)
+        ar = {c: float((preds[labels == c] == c).float().mean()) for c in retain}
+        out = {"retain_acc": sum(ar.values()) / len(retain)}
+        if forget_class is not None:
+            ar[forget_class] = self.ar(gen, forget_class)
+            out["ar_forget"] = ar[forget_class]
+        real = torch.cat([self.ds.of_class(c) for c in retain])
+        out["ar_per_class"] = [ar[c] for c in range(k)]
+        out["fid_" + self.cfg.fid_extractor] = fid(images, real, self.cfg.fid_extractor, self.judge)
+        return {**out, **self.settings()}

@@ -1,0 +1,102 @@
+"""The judge: a classifier trained on *real* images (never on the diffusion model's output).
+
+Its penultimate features are also the default FID feature space (``fid_extractor = judge``), which works
+offline; FIDs in that space are not comparable to Inception FIDs and are never reported under that name.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import Judge as JudgeConfig
+from .data import Dataset, stream
+
+
+class SmallCNN(nn.Module):
+    """Digits judge: three convs, global pooling, one linear layer."""
+
+    def __init__(self, channels: int, num_classes: int, width: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 4 * width, 3, padding=1), nn.BatchNorm2d(4 * width), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.num_features = 4 * width
+        self.head = nn.Linear(self.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class ResNetJudge(nn.Module):
+    """CIFAR judge: torchvision ResNet-18 with a 3x3 stem for 32x32 inputs."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        from torchvision.models import resnet18
+
+        net = resnet18(weights=None, num_classes=num_classes)
+        net.conv1 = nn.Conv2d(channels, 64, 3, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+        self.head = net.fc
+        net.fc = nn.Identity()
+        self.features = net
+        self.num_features = 512
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def make_judge(dataset: str, channels: int, num_classes: int) -> nn.Module:
+    return ResNetJudge(channels, num_classes) if dataset == "cifar10" else SmallCNN(channels, num_classes)
+
+
+class JudgeFeatures(nn.Module):
+    """The judge's penultimate layer as a torchmetrics FID feature extractor (needs ``num_features``)."""
+
+    def __init__(self, judge: nn.Module):
+        super().__init__()
+        self.judge = judge
+        self.num_features = judge.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.judge.features(x)
+
+
+def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    # one-pixel random shifts: generated digits are not perfectly centred, the judge should not care
+    dx, dy = (int(v) for v in torch.randint(-1, 2, (2,), generator=g))
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+
+
+def train_judge(ds: Dataset, cfg: JudgeConfig, device: str = "cpu") -> tuple[nn.Module, float]:
+    """Train on the real train split; returns (judge in eval mode, accuracy on the real test split)."""
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    judge = make_judge(ds.name, ds.channels, ds.num_classes).to(device)
+    opt = torch.optim.Adam(judge.parameters(), lr=cfg.lr)
+    batches = stream(ds.train_x, ds.train_y, cfg.batch_size, cfg.seed)
+    steps = cfg.epochs * max(1, len(ds.train_x) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    judge.train()
+    for _ in range(steps):
+        x, y = next(batches)
+        loss = F.cross_entropy(judge(_augment(x, g).to(device)), y.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    judge.eval()
+    return judge, accuracy(judge, ds.test_x, ds.test_y)
+
+
+@torch.no_grad()
+def predict(judge: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    device = next(judge.parameters()).device
+    return torch.cat([judge(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+
+
+def accuracy(judge: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((predict(judge, x) == y).float().mean())

@@ -1,0 +1,89 @@
+"""The one finetune loop. Pretraining, every unlearning method and the DiMRA attack are all
+"optimise this loss over these streams for N steps"; only the loss and the streams differ.
+
+A loss is a callable ``loss(model, batches, step) -> tensor | (tensor, logs)`` where ``batches`` maps each
+stream's name to its next ``(images, labels)``. It may define ``post_backward(model)`` (SalUn's gradient mask).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+Callback = Callable[[int, torch.nn.Module], bool | None]  # return True to stop early
+
+
+@dataclass
+class LoopResult:
+    steps_run: int = 0
+    losses: list[float] = field(default_factory=list)
+    logs: list[dict[str, float]] = field(default_factory=list)
+    status: str = "ok"  # ok | diverged
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def finetune(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator], steps: int, *, lr: float,
+             grad_clip: float = 1.0, ema: float = 0.0, seed: int = 0, every: int = 0,
+             callback: Callback | None = None, max_abs_loss: float = math.inf, precision: str = "fp32",
+             progress: bool = False, desc: str = "") -> LoopResult:
+    """Run ``steps`` optimiser steps of Adam on ``loss``.
+
+    Every ``every`` steps (and after the last) ``callback(step, model)`` runs; True stops the loop there.
+    A non-finite loss, or one beyond ``max_abs_loss``, stops the loop *before* its update and marks the result
+    ``diverged``: a diverging method is a result, not a crash. With ``ema`` > 0 the model ends holding the
+    EMA weights (callbacks see the raw ones).
+    """
+    torch.manual_seed(seed)
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True) if ema > 0 else None
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
+    post_backward = getattr(loss, "post_backward", None)
+    result = LoopResult()
+    start = time.perf_counter()
+    model.train()
+    bar = tqdm(total=steps, desc=desc, disable=not progress, mininterval=2.0, leave=False)
+    for step in range(1, steps + 1):
+        batches = {k: tuple(t.to(device, non_blocking=True) for t in next(it)) for k, it in streams.items()}
+        with autocast:
+            out = loss(model, batches, step)
+        value, logs = out if isinstance(out, tuple) else (out, {})
+        v = float(value.detach())
+        if not math.isfinite(v) or abs(v) > max_abs_loss:
+            result.status = "diverged"
+            result.losses.append(v)
+            break
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        if post_backward is not None:
+            post_backward(model)
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
+        result.steps_run = step
+        result.losses.append(v)
+        if logs:
+            result.logs.append({"step": step, **{k: float(x) for k, x in logs.items()}})
+        bar.update(1)
+        if bar.n % 50 == 0:
+            bar.set_postfix(loss=f"{v:.4f}")
+        if callback is not None and ((every and step % every == 0) or step == steps):
+            if callback(step, model):
+                result.stopped_early = step < steps
+                break
+    bar.close()
+    if averaged is not None:
+        model.load_state_dict(averaged.module.state_dict())
+    result.seconds = time.perf_counter() - start
+    return result

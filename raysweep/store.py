@@ -1,0 +1,128 @@
+"""Weights as Parquet on any ``pyarrow.fs`` filesystem: one row per tensor (name, dtype, shape, raw bytes).
+
+No pickle: a tensor is its little-endian bytes plus dtype and shape; metadata (kind, step, resolved config,
+content hash) rides in the Parquet schema metadata. The content hash covers every name, dtype, shape and byte,
+so truncation or tampering is caught on read and reported with the file's URI.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import torch
+
+from .config import RaysweepError, content_hash
+
+
+class CorruptCheckpoint(RaysweepError):
+    pass
+
+
+SCHEMA = pa.schema([("name", pa.string()), ("dtype", pa.string()), ("shape", pa.list_(pa.int64())),
+                    ("data", pa.large_binary())])
+
+
+def _digest(rows: list[tuple[str, str, list[int], bytes]]) -> str:
+    h = hashlib.sha256()
+    for name, dtype, shape, data in rows:
+        h.update(f"{name}|{dtype}|{shape}|{len(data)}|".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def _to_bytes(t: torch.Tensor) -> tuple[str, list[int], bytes]:
+    t = t.detach().cpu().contiguous()
+    dtype = str(t.dtype).removeprefix("torch.")
+    # bfloat16 has no numpy dtype: move its bits as int16, bit-exact
+    arr = t.view(torch.int16).numpy() if t.dtype == torch.bfloat16 else t.numpy()
+    return dtype, list(t.shape), arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def _from_bytes(dtype: str, shape: list[int], data: bytes) -> torch.Tensor:
+    if dtype == "bfloat16":
+        return torch.from_numpy(np.frombuffer(data, dtype="<i2").copy()).view(torch.bfloat16).reshape(shape)
+    return torch.from_numpy(np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).copy()).reshape(shape)
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """``s3://bucket/key``, ``gs://…``, ``file:///…`` or a plain local path -> (filesystem, path)."""
+    if "://" in uri:
+        try:
+            return pafs.FileSystem.from_uri(uri)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise RaysweepError(f"cannot open storage {uri}: {e}") from None
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def save_state(uri: str, state: dict[str, torch.Tensor], *, kind: str, step: int = 0,
+               config: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> str:
+    """Write a state dict; returns its content hash. Written to a temporary name, then moved into place."""
+    rows = [(name, *_to_bytes(t)) for name, t in state.items()]
+    digest = _digest(rows)
+    meta = {"kind": kind, "step": step, "config": config or {}, "sha256": digest, "extra": extra or {}}
+    table = pa.table({"name": [r[0] for r in rows], "dtype": [r[1] for r in rows], "shape": [r[2] for r in rows],
+                      "data": [r[3] for r in rows]}, schema=SCHEMA.with_metadata({"raysweep": json.dumps(meta)}))
+    fs, path = resolve(uri)
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    tmp = f"{path}.tmp"
+    with fs.open_output_stream(tmp) as f:
+        pq.write_table(table, f)
+    fs.move(tmp, path)
+    return digest
+
+
+def load_state(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read and verify a checkpoint; any damage raises ``CorruptCheckpoint`` naming ``uri``."""
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        raise RaysweepError(f"checkpoint not found: {uri}")
+    try:
+        with fs.open_input_file(path) as f:
+            table = pq.read_table(f)
+        meta = json.loads(table.schema.metadata[b"raysweep"])
+    except (pa.ArrowException, OSError, KeyError, TypeError, ValueError) as e:
+        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: {str(e).splitlines()[0]}") from None
+    cols = table.to_pydict()
+    rows = list(zip(cols["name"], cols["dtype"], cols["shape"], cols["data"]))
+    if _digest(rows) != meta.get("sha256"):
+        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: content hash does not match its metadata")
+    try:
+        state = {name: _from_bytes(dtype, shape, data) for name, dtype, shape, data in rows}
+    except (TypeError, ValueError) as e:
+        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: {e}") from None
+    return state, meta
+
+
+def exists(uri: str) -> bool:
+    fs, path = resolve(uri)
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
+def join(root: str, *parts: str) -> str:
+    return posixpath.join(root.rstrip("/"), *parts) if "://" in root else posixpath.join(root, *parts)
+
+
+def cached_module(root: str, kind: str, key_config: dict[str, Any], build: Callable[[], tuple[torch.nn.Module, dict]],
+                  make: Callable[[], torch.nn.Module]) -> tuple[torch.nn.Module, dict, bool]:
+    """Load ``kind`` from ``root/base/kind-<hash of key_config>.parquet`` or build and save it.
+
+    ``build()`` returns (module, extra metadata); ``make()`` an untrained module to load weights into.
+    Returns (module, extra, was_cached).
+    """
+    key = content_hash(key_config)
+    uri = join(root, "base", f"{kind}-{key}.parquet")
+    if exists(uri):
+        state, meta = load_state(uri)
+        module = make()
+        module.load_state_dict(state)
+        return module, meta["extra"], True
+    module, extra = build()
+    save_state(uri, module.state_dict(), kind=kind, config=key_config, extra=extra)
+    return module, extra, False
