@@ -85,10 +85,24 @@ def guided_eps(model: UNet2DModel, x: torch.Tensor, t: torch.Tensor, labels: tor
     return eps_u + guidance * (eps_c - eps_u)
 
 
+# bench/cfg_sampling.py on a 2-core CPU: one doubled forward beats two forwards only for small batches
+# (1.15x at 64, 0.97x at 200, 0.91x at 1000; the CPU is already saturated). On a GPU it always wins.
+CPU_BATCHED_MAX = 128
+
+
+def use_batched_cfg(device: torch.device, n: int) -> bool:
+    return device.type != "cpu" or n <= CPU_BATCHED_MAX
+
+
 @torch.no_grad()
 def sample(model: UNet2DModel, labels: torch.Tensor, noise: torch.Tensor, *, schedule: Schedule, sampler: str = "ddim",
-           steps: int = 25, guidance: float = 1.5, batched: bool = True, seed: int = 0) -> torch.Tensor:
-    """Images in [-1, 1] for ``labels`` starting from ``noise`` (same noise + DDIM = same images)."""
+           steps: int = 25, guidance: float = 1.5, batched: bool | None = None, seed: int = 0) -> torch.Tensor:
+    """Images in [-1, 1] for ``labels`` starting from ``noise`` (same noise + DDIM = same images).
+
+    ``batched=None`` picks the faster CFG path for this device and batch size (``use_batched_cfg``).
+    """
+    if batched is None:
+        batched = use_batched_cfg(noise.device, noise.shape[0])
     sched = make_scheduler(schedule, sampler)
     sched.set_timesteps(steps)
     g = torch.Generator(device=noise.device).manual_seed(seed)  # only DDPM's per-step noise uses it

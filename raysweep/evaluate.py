@@ -22,7 +22,7 @@ Generator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class DiffusionGenerator:
-    def __init__(self, model: nn.Module, cfg: Eval, schedule: Schedule, batched: bool = True):
+    def __init__(self, model: nn.Module, cfg: Eval, schedule: Schedule, batched: bool | None = None):
         self.model, self.cfg, self.schedule, self.batched = model, cfg, schedule, batched
 
     def __call__(self, labels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from raysweep.config import ConfigError, Data
+from raysweep.data import (alternative_stream, aux_stream, forget_stream, load_dataset, parse_alternative,
+                           retain_stream)
+
+
+def test_digits_split_and_range(digits):
+    assert digits.train_x.shape[1:] == (1, 8, 8) and len(digits.train_x) + len(digits.test_x) == 1797
+    assert digits.train_x.min() >= -1 and digits.train_x.max() <= 1
+    again = load_dataset(Data())
+    assert torch.equal(again.test_y, digits.test_y)  # fixed seeded split
+    assert load_dataset(Data(resolution=16)).train_x.shape[1:] == (1, 16, 16)
+
+
+def test_streams_see_what_they_should(digits):
+    c = 3
+    x, y = next(forget_stream(digits, c, 32, 0))
+    assert (y == c).all()
+    for it in (retain_stream(digits, c, 64, 0), aux_stream(digits, c, "test", 64, 0),
+               aux_stream(digits, c, "retain", 64, 0)):
+        for _ in range(20):
+            assert (next(it)[1] != c).all()
+
+
+def test_aux_test_stream_draws_from_the_test_split(digits):
+    x, _ = next(aux_stream(digits, 3, "test", 16, 0))
+    test = digits.test_x.flatten(1)
+    assert all((test == row).all(1).any() for row in x.flatten(1))
+
+
+def test_alternative_data_is_relabelled_but_not_forget_images(digits):
+    c = 3
+    forget = digits.of_class(c).flatten(1)
+    for spec in ("retain", "class:5", "noise"):
+        x, y = next(alternative_stream(digits, c, spec, 32, 0))
+        assert (y == c).all()
+        assert not any((forget == row).all(1).any() for row in x.flatten(1)), spec
+    x, _ = next(alternative_stream(digits, c, "class:5", 32, 0))
+    five = digits.of_class(5).flatten(1)
+    assert all((five == row).all(1).any() for row in x.flatten(1))
+
+
+@pytest.mark.parametrize("spec", ["class:3", "class:10", "class:x", "pictures"])
+def test_bad_alternative_specs(spec):
+    with pytest.raises(ConfigError):
+        parse_alternative(spec, 3, 10)

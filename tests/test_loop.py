@@ -1,0 +1,72 @@
+import math
+
+import torch
+
+from raysweep.loop import finetune
+
+
+def _regression():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 4, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+
+    def batches():
+        while True:
+            yield x, y
+
+    return batches(), lambda m, b, s: torch.nn.functional.mse_loss(m(b["d"][0]).squeeze(1), b["d"][1])
+
+
+def test_loop_minimises_the_loss():
+    it, loss = _regression()
+    model = torch.nn.Linear(4, 1)
+    res = finetune(model, loss, {"d": it}, 300, lr=0.05)
+    assert res.status == "ok" and res.steps_run == 300 and res.losses[-1] < 1e-3 < res.losses[0]
+
+
+def test_callback_can_stop_early_and_step_is_recorded():
+    it, loss = _regression()
+    seen = []
+
+    def cb(step, model):
+        seen.append(step)
+        return step >= 30
+
+    res = finetune(torch.nn.Linear(4, 1), loss, {"d": it}, 100, lr=0.01, every=10, callback=cb)
+    assert seen == [10, 20, 30] and res.steps_run == 30 and res.stopped_early
+
+
+def test_divergence_is_a_result_not_a_crash():
+    it, _ = _regression()
+    ascent = lambda m, b, s: -(m(b["d"][0]) ** 2).mean()  # noqa: E731  unbounded below
+    res = finetune(torch.nn.Linear(4, 1), ascent, {"d": it}, 10_000, lr=1.0, grad_clip=0, max_abs_loss=1e6)
+    assert res.status == "diverged" and res.steps_run < 10_000
+    nan = lambda m, b, s: m(b["d"][0]).mean() * float("nan")  # noqa: E731
+    res = finetune(torch.nn.Linear(4, 1), nan, {"d": it}, 5, lr=0.1)
+    assert res.status == "diverged" and res.steps_run == 0 and math.isnan(res.losses[-1])
+
+
+def test_ema_weights_lag_the_raw_weights():
+    it, loss = _regression()
+    raw, ema = torch.nn.Linear(4, 1), torch.nn.Linear(4, 1)
+    ema.load_state_dict(raw.state_dict())
+    finetune(raw, loss, {"d": it}, 50, lr=0.05, seed=1)
+    it, loss = _regression()
+    finetune(ema, loss, {"d": it}, 50, lr=0.05, seed=1, ema=0.9)
+    assert not torch.allclose(raw.weight, ema.weight)
+
+
+def test_post_backward_hook_sees_gradients():
+    it, base_loss = _regression()
+
+    class Masked:
+        def __call__(self, m, b, s):
+            return base_loss(m, b, s)
+
+        def post_backward(self, m):
+            m.weight.grad[:, :2] = 0  # freeze two inputs' weights
+
+    model = torch.nn.Linear(4, 1)
+    before = model.weight.detach().clone()
+    finetune(model, Masked(), {"d": it}, 20, lr=0.05)
+    assert torch.equal(model.weight[:, :2], before[:, :2]) and not torch.equal(model.weight[:, 2:], before[:, 2:])

@@ -1,0 +1,67 @@
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from raysweep import store
+from raysweep.config import RaysweepError
+
+
+def _state():
+    g = torch.Generator().manual_seed(0)
+    return {"w": torch.randn(3, 4, generator=g), "b16": torch.randn(5, generator=g).to(torch.bfloat16),
+            "h": torch.randn(2, 2, generator=g).half(), "i": torch.arange(7), "scalar": torch.tensor(3.5),
+            "empty": torch.zeros(0, 3)}
+
+
+def test_round_trip_is_bit_exact(tmp_path):
+    uri = str(tmp_path / "ck" / "a.parquet")
+    digest = store.save_state(uri, _state(), kind="test", step=7, config={"x": 1})
+    state, meta = store.load_state(uri)
+    assert meta["kind"] == "test" and meta["step"] == 7 and meta["config"] == {"x": 1} and meta["sha256"] == digest
+    for k, v in _state().items():
+        assert state[k].dtype == v.dtype and state[k].shape == v.shape
+        assert torch.equal(state[k].reshape(-1).view(torch.uint8), v.reshape(-1).view(torch.uint8))
+
+
+def test_truncated_file_is_named(tmp_path):
+    uri = str(tmp_path / "t.parquet")
+    store.save_state(uri, _state(), kind="test")
+    data = open(uri, "rb").read()
+    open(uri, "wb").write(data[: len(data) // 2])
+    with pytest.raises(store.CorruptCheckpoint, match="t.parquet"):
+        store.load_state(uri)
+
+
+def test_tampered_bytes_fail_the_hash(tmp_path):
+    uri = str(tmp_path / "x.parquet")
+    store.save_state(uri, _state(), kind="test")
+    table = pq.read_table(uri)
+    cols = table.to_pydict()
+    blob = bytearray(cols["data"][0])
+    blob[0] ^= 1  # one flipped bit in one weight
+    cols["data"][0] = bytes(blob)
+    import pyarrow as pa
+    pq.write_table(pa.table(cols, schema=table.schema), uri)
+    with pytest.raises(store.CorruptCheckpoint, match="x.parquet.*hash"):
+        store.load_state(uri)
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(RaysweepError, match="nope.parquet"):
+        store.load_state(str(tmp_path / "nope.parquet"))
+
+
+def test_cached_module_builds_once(tmp_path):
+    calls = []
+
+    def build():
+        calls.append(1)
+        return torch.nn.Linear(2, 2), {"acc": 0.5}
+
+    key = {"a": 1}
+    m1, extra1, cached1 = store.cached_module(str(tmp_path), "lin", key, build, lambda: torch.nn.Linear(2, 2))
+    m2, extra2, cached2 = store.cached_module(str(tmp_path), "lin", key, build, lambda: torch.nn.Linear(2, 2))
+    assert calls == [1] and (cached1, cached2) == (False, True) and extra2 == {"acc": 0.5}
+    assert torch.equal(m1.weight, m2.weight)
+    store.cached_module(str(tmp_path), "lin", {"a": 2}, build, lambda: torch.nn.Linear(2, 2))
+    assert calls == [1, 1]  # another config is another artefact
