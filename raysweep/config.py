@@ -79,6 +79,75 @@ class Eval:
 
 
 @dataclass
+class Unlearn:
+    method: str = "dimum"
+    steps: int = 1000  # the step budget
+    stop_ar: float = -1.0  # >= 0: stop as soon as AR(c_u) <= stop_ar (checked every check_every steps)
+    check_every: int = 10
+    check_n: int = 100  # samples per stopping check
+    lr: float = 1e-4
+    batch_size: int = 64
+    grad_clip: float = 1.0
+    label_dropout: float = 0.1  # on retain terms, so the null class (CFG) stays trained
+    max_abs_loss: float = 1e4  # beyond this the phase is marked diverged
+    seed: int = 0
+
+
+@dataclass
+class Attack:
+    """DiMRA: finetune the unlearned model with the plain denoising loss on D_aux (true labels, never c_u)."""
+    aux: str = "test"  # test (test split minus c_u) | retain (D_r) | generated (unlearned model's other classes)
+    steps: tuple = (0, 250, 500, 1000, 2000)  # attack checkpoints: AR(c_u) and a Parquet checkpoint at each
+    lr: float = 1e-4
+    batch_size: int = 64
+    grad_clip: float = 1.0
+    label_dropout: float = 0.1
+    generated_per_class: int = 100  # aux=generated
+    control: bool = True  # also attack the base model (cached), to tell recovery from plain finetuning drift
+    seed: int = 0
+
+
+@dataclass
+class GA:
+    alpha: float = 1.0  # weight of the retain term
+
+
+@dataclass
+class SalUn:
+    alpha: float = 1e-3  # retain weight (SalUn's DDPM setting)
+    mask_fraction: float = 0.5  # share of weights (largest |grad| of the forget loss) that may change
+    mask_batches: int = 4
+
+
+@dataclass
+class SA:
+    gamma: float = 1.0  # generative replay weight
+    lam: float = 10.0  # Fisher penalty weight (for mean-MSE losses; SA's code sums pixels)
+    replay_per_class: int = 50
+    fisher_batches: int = 20
+
+
+@dataclass
+class ESD:
+    eta: float = 1.0  # negative-guidance strength of the target
+    images: int = 200  # samples of c_u from the original model that are noised for training
+
+
+@dataclass
+class EraseDiff:
+    lam: float = 0.1
+    inner_steps: int = 2
+    inner_lr: float = 1e-4
+
+
+@dataclass
+class DiMUM:
+    beta: float = 1.0  # weight of the memorization term
+    alternative: str = "retain"  # retain | class:k | generated | noise
+    generated_per_class: int = 50
+
+
+@dataclass
 class Config:
     data: Data = field(default_factory=Data)
     model: Model = field(default_factory=Model)
@@ -86,6 +155,14 @@ class Config:
     pretrain: Pretrain = field(default_factory=Pretrain)
     judge: Judge = field(default_factory=Judge)
     eval: Eval = field(default_factory=Eval)
+    unlearn: Unlearn = field(default_factory=Unlearn)
+    attack: Attack = field(default_factory=Attack)
+    ga: GA = field(default_factory=GA)
+    salun: SalUn = field(default_factory=SalUn)
+    sa: SA = field(default_factory=SA)
+    esd: ESD = field(default_factory=ESD)
+    erasediff: EraseDiff = field(default_factory=EraseDiff)
+    dimum: DiMUM = field(default_factory=DiMUM)
 
     @property
     def num_classes(self) -> int:
@@ -122,7 +199,36 @@ class Config:
             raise ConfigError(f"eval.fid_extractor must be judge or inception, got {self.eval.fid_extractor!r}")
         if self.eval.guidance < 0:
             raise ConfigError(f"eval.guidance must be >= 0, got {self.eval.guidance}")
+        self._validate_unlearning()
         return self
+
+    def _validate_unlearning(self) -> None:
+        from .data import AUX_CHOICES, parse_alternative
+        from .methods import REGISTRY
+
+        if self.unlearn.method not in REGISTRY:
+            raise ConfigError(f"unknown method {self.unlearn.method!r}; choose one of {sorted(REGISTRY)}")
+        for name in ("unlearn.steps", "unlearn.check_every", "unlearn.check_n", "unlearn.batch_size",
+                     "unlearn.lr", "attack.lr", "attack.batch_size", "attack.generated_per_class",
+                     "dimum.generated_per_class", "sa.replay_per_class", "esd.images", "salun.mask_batches",
+                     "sa.fisher_batches", "erasediff.inner_steps"):
+            if get_path(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {get_path(self, name)}")
+        for name in ("ga.alpha", "salun.alpha", "sa.gamma", "sa.lam", "esd.eta", "erasediff.lam",
+                     "erasediff.inner_lr", "dimum.beta"):
+            if get_path(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {get_path(self, name)}")
+        if not 0.0 < self.salun.mask_fraction <= 1.0:
+            raise ConfigError(f"salun.mask_fraction must be in (0, 1], got {self.salun.mask_fraction}")
+        if self.unlearn.stop_ar > 1.0:
+            raise ConfigError(f"unlearn.stop_ar must be <= 1 (negative = fixed steps), got {self.unlearn.stop_ar}")
+        parse_alternative(self.dimum.alternative, self.data.forget_class, self.num_classes)
+        if self.attack.aux not in AUX_CHOICES:
+            raise ConfigError(f"unknown attack.aux {self.attack.aux!r}; choose one of {list(AUX_CHOICES)}")
+        steps = list(self.attack.steps)
+        if not steps or any(not isinstance(s, int) or s < 0 for s in steps) or any(
+                b <= a for a, b in zip(steps, steps[1:])):
+            raise ConfigError(f"attack.steps must be non-negative integers, strictly increasing; got {steps}")
 
 
 def get_path(obj: Any, dotted: str) -> Any:
@@ -140,8 +246,8 @@ def _parse(raw: str, current: Any, key: str) -> Any:
             if raw.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError
-        if kind is tuple or kind is list:
-            return kind(json.loads(raw))
+        if kind is tuple or kind is list:  # "[0, 250, 500]" or "0,250,500"
+            return kind(json.loads(raw) if raw.startswith("[") else [json.loads(v) for v in raw.split(",")])
         return kind(raw)
     except (ValueError, TypeError, json.JSONDecodeError):
         raise ConfigError(f"{key}: cannot read {raw!r} as {kind.__name__}") from None

@@ -85,10 +85,12 @@ class Evaluator:
     def ar(self, gen: Generator, c: int, n: int | None = None) -> float:
         return float((self.judge_labels(gen, c, n) == c).float().mean())
 
-    def evaluate(self, gen: Generator, forget_class: int | None = None) -> dict:
+    def evaluate(self, gen: Generator, forget_class: int | None = None,
+                 forget_labels: torch.Tensor | None = None) -> dict:
         """AR of every class, retain_acc and FID on the retain classes, and the evaluation settings.
 
         With ``forget_class=None`` every class counts as retained (the base model's own quality).
+        ``forget_labels``: the judge's labels of the forget-class samples when the caller already has them.
         """
         k = self.ds.num_classes
         retain = [c for c in range(k) if c != forget_class]
@@ -97,9 +99,22 @@ class Evaluator:
         ar = {c: float((preds[labels == c] == c).float().mean()) for c in retain}
         out = {"retain_acc": sum(ar.values()) / len(retain)}
         if forget_class is not None:
-            ar[forget_class] = self.ar(gen, forget_class)
+            if forget_labels is None:
+                forget_labels = self.judge_labels(gen, forget_class)
+            ar[forget_class] = float((forget_labels == forget_class).float().mean())
             out["ar_forget"] = ar[forget_class]
         real = torch.cat([self.ds.of_class(c) for c in retain])
         out["ar_per_class"] = [ar[c] for c in range(k)]
         out["fid_" + self.cfg.fid_extractor] = fid(images, real, self.cfg.fid_extractor, self.judge)
         return {**out, **self.settings()}
+
+
+def convergence(losses: list[float]) -> float:
+    """How far a loss curve still moves at its end: the relative change of the mean loss between the windows
+    [60%, 80%) and [80%, 100%] of the steps run. ~0 = converged; large = still moving (or diverging)."""
+    n = len(losses)
+    if n < 10:
+        return float("nan")
+    a = sum(losses[int(0.6 * n):int(0.8 * n)]) / (int(0.8 * n) - int(0.6 * n))
+    b = sum(losses[int(0.8 * n):]) / (n - int(0.8 * n))
+    return abs(b - a) / (abs(a) + 1e-8)

@@ -126,3 +126,17 @@ def cached_module(root: str, kind: str, key_config: dict[str, Any], build: Calla
     module, extra = build()
     save_state(uri, module.state_dict(), kind=kind, config=key_config, extra=extra)
     return module, extra, False
+
+
+def write_json(uri: str, obj: Any) -> None:
+    fs, path = resolve(uri)
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    with fs.open_output_stream(f"{path}.tmp") as f:
+        f.write(json.dumps(obj, indent=1, sort_keys=True).encode())
+    fs.move(f"{path}.tmp", path)
+
+
+def read_json(uri: str) -> Any:
+    fs, path = resolve(uri)
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read())

@@ -1,0 +1,24 @@
+from ..data import alternative_stream, parse_alternative
+from .base import Method
+
+
+class DiMUM(Method):
+    """Unlearning by memorization: ``L(D_r) + beta * L(D'_u, c_u)``; both ordinary denoising losses, so the
+    objective is bounded below and converges to a model that draws alternative images for c_u.
+
+    D'_u (``dimum.alternative``): ``retain`` (retain images relabelled c_u), ``class:k`` (images of class k),
+    ``generated`` (samples of the original model for the retain classes), ``noise`` (uniform noise).
+    """
+
+    def prepare(self, model):
+        ctx, d = self.ctx, self.ctx.cfg.dimum
+        kind, _ = parse_alternative(d.alternative, ctx.forget, ctx.ds.num_classes)
+        generated = ctx.sample_original(ctx.retain_classes(), d.generated_per_class)[0] if kind == "generated" else None
+        alt = alternative_stream(ctx.ds, ctx.forget, d.alternative, ctx.cfg.unlearn.batch_size,
+                                 ctx.cfg.unlearn.seed + 6, generated)
+        return {"alternative": alt, "retain": ctx.retain_stream()}
+
+    def __call__(self, model, batches, step):
+        memorize = self.denoise(model, *batches["alternative"])
+        retain = self.denoise_retain(model, *batches["retain"])
+        return retain + self.ctx.cfg.dimum.beta * memorize, {"forget": memorize.detach(), "retain": retain.detach()}

@@ -1,0 +1,160 @@
+"""One trial: base -> unlearn -> evaluate -> DiMRA (AR curve) -> result. Free of Ray: the sweep calls
+``run_trial`` inside a Ray Train worker; ``python -m raysweep.trial`` calls it directly.
+
+    python -m raysweep.trial --dataset digits --method dimum --forget-class 3 [--seed N]
+        [--set unlearn.steps=2000 --set dimum.beta=1.0 ...] [--out DIR] [--json]
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+import time
+from typing import Callable
+
+import torch.nn as nn
+
+from . import store
+from .attack import dimra
+from .base import Bases, judge_key, model_key, new_unet, prepare, pretrain_model
+from .cli import Parser, add_common, config_from, device_from, run
+from .config import Config, content_hash
+from .evaluate import DiffusionGenerator, convergence
+from .loop import LoopResult, finetune
+from .methods import REGISTRY
+from .methods.base import Context
+
+Report = Callable[[dict, str | None], None]  # (metrics so far, checkpoint URI or None)
+
+
+def trial_name(cfg: Config) -> str:
+    return f"{cfg.unlearn.method}-c{cfg.data.forget_class}-s{cfg.unlearn.seed}-{content_hash(cfg.to_dict())[:8]}"
+
+
+def unlearn(cfg: Config, bases: Bases, root: str, device: str, progress: bool) -> tuple[nn.Module, LoopResult, float]:
+    """Returns (unlearned model, loop result, convergence of the unlearning term)."""
+    c, u = cfg.data.forget_class, cfg.unlearn
+    if u.method == "retrain":  # from scratch on D_r through the same loop; cached like the base
+        def build():
+            m, r = pretrain_model(cfg, bases.ds, exclude=c, progress=progress, device=device)
+            return m, {"steps": r.steps_run, "seconds": r.seconds, "convergence": convergence(r.losses)}
+
+        model, extra, _ = store.cached_module(root, f"retrain-c{c}", {**model_key(cfg), "exclude": c}, build,
+                                              lambda: new_unet(cfg, bases.ds))
+        return model.to(device), LoopResult(steps_run=extra["steps"], seconds=extra["seconds"]), extra["convergence"]
+    model = copy.deepcopy(bases.model)
+    original = copy.deepcopy(bases.model).eval().requires_grad_(False)
+    method = REGISTRY[u.method](Context(cfg, bases.ds, c, original, device))
+    streams = method.prepare(model)
+    callback, every = None, 0
+    if u.stop_ar >= 0:  # stop once forgotten: the practitioner's rule
+        gen = DiffusionGenerator(model, cfg.eval, cfg.schedule)
+        callback = lambda step, m: bases.evaluator.ar(gen, c, u.check_n) <= u.stop_ar  # noqa: E731
+        every = u.check_every
+    result = finetune(model, method, streams, u.steps, lr=u.lr, grad_clip=u.grad_clip, seed=u.seed, every=every,
+                      callback=callback, max_abs_loss=u.max_abs_loss, progress=progress, desc=f"unlearn {u.method}")
+    forget_curve = [row["forget"] for row in result.logs if "forget" in row] or result.losses
+    return model, result, convergence(forget_curve)
+
+
+def control_curve(cfg: Config, bases: Bases, root: str, progress: bool) -> dict[str, float]:
+    """The same attack on the untouched base model: how much AR(c_u) plain finetuning drift costs. Cached."""
+    key = {"base": model_key(cfg), "judge": judge_key(cfg), "eval": dataclasses.asdict(cfg.eval),
+           "attack": {k: v for k, v in dataclasses.asdict(cfg.attack).items() if k != "control"},
+           "forget": cfg.data.forget_class}
+    uri = store.join(root, "base", f"control-{content_hash(key)}.json")
+    if store.exists(uri):
+        return store.read_json(uri)["ar"]
+    model = copy.deepcopy(bases.model)
+    labels = bases.evaluator.judge_labels(DiffusionGenerator(model, cfg.eval, cfg.schedule), cfg.data.forget_class)
+    res = dimra(model, cfg, bases.ds, cfg.data.forget_class, bases.evaluator, labels, progress=progress)
+    curve = {str(k): v for k, v in res.ar.items()}
+    store.write_json(uri, {"ar": curve, "key": key})
+    return curve
+
+
+def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Report | None = None,
+              device: str = "cpu", progress: bool = False) -> dict:
+    cfg.validate()
+    start = time.perf_counter()
+    c = cfg.data.forget_class
+    trial_dir = trial_dir or store.join(root, "trials", trial_name(cfg))
+    store.write_json(store.join(trial_dir, "config.json"), cfg.to_dict())
+    bases = prepare(cfg, root, progress, device)
+    ev = bases.evaluator
+    ar_base = ev.ar(DiffusionGenerator(bases.model, cfg.eval, cfg.schedule), c)
+
+    t = time.perf_counter()
+    model, run_u, conv = unlearn(cfg, bases, root, device, progress)
+    unlearn_seconds = time.perf_counter() - t
+    ckpt = store.join(trial_dir, "unlearned.parquet")
+    store.save_state(ckpt, model.state_dict(), kind="unlearned", step=run_u.steps_run, config=cfg.to_dict())
+    gen = DiffusionGenerator(model, cfg.eval, cfg.schedule)
+    labels_mu = ev.judge_labels(gen, c)
+    mu = ev.evaluate(gen, forget_class=c, forget_labels=labels_mu)
+    out = {"method": cfg.unlearn.method, "forget_class": c, "seed": cfg.unlearn.seed, "status": run_u.status,
+           "ar_base": ar_base, "ar_mu": mu.pop("ar_forget"), **mu, "convergence": conv,
+           "unlearn_steps_run": run_u.steps_run, "unlearn_stopped_early": run_u.stopped_early,
+           "unlearn_final_loss": run_u.losses[-1] if run_u.losses else None, "unlearn_seconds": unlearn_seconds,
+           "unlearned_uri": ckpt, "base_uri": bases.model_uri, "trial_dir": trial_dir}
+    if report is not None:
+        report({**out, "phase": "unlearned"}, ckpt)
+    checkpoint_uris = {}
+
+    def on_checkpoint(step: int, m: nn.Module, metrics: dict) -> None:
+        uri = store.join(trial_dir, f"attack-{step:06d}.parquet")
+        if step > 0:
+            store.save_state(uri, m.state_dict(), kind="attacked", step=step, config=cfg.to_dict())
+            checkpoint_uris[str(step)] = uri
+        if report is not None:
+            report({**out, "phase": "attack", "attack_step": step, **metrics}, uri if step > 0 else ckpt)
+
+    t = time.perf_counter()
+    att = dimra(model, cfg, bases.ds, c, ev, labels_mu, on_checkpoint, progress)
+    last = max(att.ar)
+    out.update({
+        "ar_dimra": {str(k): v for k, v in att.ar.items()}, "ar_cl_curve": {str(k): v for k, v in att.ar_cl.items()},
+        "ar_dimra_final": att.ar[last], "ar_dimra_max": max(att.ar.values()), "ar_cl": att.ar_cl[last],
+        "attack_status": att.status, "attack_seconds": time.perf_counter() - t, "attack_uris": checkpoint_uris,
+        "attack_aux": cfg.attack.aux, "attack_lr": cfg.attack.lr,
+    })
+    if att.status != "ok" and out["status"] == "ok":
+        out["status"] = att.status
+    if cfg.attack.control:
+        curve = control_curve(cfg, bases, root, progress)
+        out["ar_dimra_base"] = curve
+        out["ar_dimra_base_max"] = max(curve.values())
+    out["unlearn_loss_curve"] = run_u.losses
+    out["seconds"] = time.perf_counter() - start
+    store.write_json(store.join(trial_dir, "result.json"), out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = Parser(prog="raysweep.trial", description=__doc__.split("\n\n")[0])
+    add_common(p)
+    p.add_argument("--method", default="dimum", help=f"one of {sorted(REGISTRY)}")
+    p.add_argument("--forget-class", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0, help="seed of unlearning and attack (the base is shared)")
+    args = p.parse_args(argv)
+
+    def job() -> dict:
+        cfg = Config()
+        cfg.unlearn.method, cfg.data.forget_class = args.method, args.forget_class
+        cfg.unlearn.seed = cfg.attack.seed = args.seed
+        cfg = config_from(args, cfg)
+        res = run_trial(cfg, args.out, device=device_from(args.device), progress=sys.stderr.isatty())
+        res = {k: v for k, v in res.items() if k != "unlearn_loss_curve"}
+        if not args.json:
+            print(f"{res['method']} c_u={res['forget_class']} seed={res['seed']} status={res['status']}: "
+                  f"ar_base {res['ar_base']:.3f}  ar_mu {res['ar_mu']:.3f}  ar_dimra {res['ar_dimra']}  "
+                  f"ar_cl {res['ar_cl']:.3f}  retain_acc {res['retain_acc']:.3f}  "
+                  f"fid_{res['fid_extractor']} {res['fid_' + res['fid_extractor']]:.3f}  "
+                  f"convergence {res['convergence']:.4f}  ({res['seconds']:.0f}s; {res['trial_dir']})")
+        return res
+
+    run(job, args.json)
+
+
+if __name__ == "__main__":
+    main()
