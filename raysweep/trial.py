@@ -26,6 +26,11 @@ from .methods.base import Context
 
 Report = Callable[[dict, str | None], None]  # (metrics so far, checkpoint URI or None)
 
+# Scalar metrics every finished trial reports: what a sweep may use as objectives.
+REPORTED_METRICS = {"ar_base", "ar_mu", "ar_dimra_final", "ar_dimra_max", "ar_cl", "retain_acc", "fid_judge",
+                    "fid_inception", "convergence", "unlearn_steps_run", "unlearn_seconds", "attack_seconds",
+                    "ar_dimra_base_max", "seconds"}
+
 
 def trial_name(cfg: Config) -> str:
     return f"{cfg.unlearn.method}-c{cfg.data.forget_class}-s{cfg.unlearn.seed}-{content_hash(cfg.to_dict())[:8]}"

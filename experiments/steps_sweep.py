@@ -1,0 +1,19 @@
+"""Where does reversible turn into irreversible? DiMUM, swap-label (SalUn) and gradient ascent over unlearning
+steps, log-scale from ~10 to a few thousand, and the stop-when-forgotten rule; objectives: attack success after
+DiMRA (min) and FID (min)."""
+from ray import tune
+
+import raysweep
+
+experiment = raysweep.Experiment(
+    name="steps_sweep",
+    base={"data.forget_class": 3, "attack.steps": (0, 250, 500, 1000)},
+    space={
+        "unlearn.method": tune.choice(["dimum", "salun", "ga"]),
+        "unlearn.steps": tune.lograndint(10, 3000),
+        "unlearn.stop_ar": tune.choice([-1.0, 0.1]),  # -1 = the fixed budget; 0.1 = stop once forgotten
+    },
+    objectives={"ar_dimra_max": "min", "fid_judge": "min"},
+    num_samples=8,
+    search="optuna",
+)

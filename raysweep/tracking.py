@@ -1,0 +1,120 @@
+"""MLflow: one flat run per trial — tags, the flattened resolved config as params, step metrics, final metrics,
+sample grids and the loss curve as artifacts. Uses MLflow's client against any tracking URI
+(``sqlite:///…`` by default, or ``http://127.0.0.1:PORT`` for a running ``mlflow server``)."""
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.error
+import urllib.request
+
+import torch
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from . import plots, store
+from .config import Config, RaysweepError, flatten
+
+
+def check_reachable(uri: str) -> None:
+    """Fail early, in one line, when the tracking server is not there."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).read()
+        except (urllib.error.URLError, OSError) as e:
+            raise RaysweepError(f"MLflow tracking server {uri} is unreachable ({getattr(e, 'reason', e)})") from None
+    elif uri.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
+
+
+def experiment_id(uri: str, name: str, artifact_root: str | None = None) -> str:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        location = None if uri.startswith("http") or artifact_root is None else os.path.join(artifact_root, name)
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another trial created it first
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def start_run(uri: str, exp_id: str, trial_id: str, cfg: Config, tags: dict[str, str]) -> str:
+    client = MlflowClient(uri)
+    run = client.create_run(exp_id, run_name=trial_id, tags={"trial_id": trial_id, **tags})
+    params = [Param(k, str(v)) for k, v in flatten(cfg.to_dict()).items()]
+    for i in range(0, len(params), 100):
+        client.log_batch(run.info.run_id, params=params[i:i + 100])
+    return run.info.run_id
+
+
+def log_result(uri: str, run_id: str, result: dict, cfg: Config) -> None:
+    """Final metrics, the AR curve by attack step, the loss curve, tags with checkpoint URIs, and pictures."""
+    client = MlflowClient(uri)
+    now = 0
+    metrics = [Metric(k, float(v), now, 0) for k, v in result.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v]
+    for key in ("ar_dimra", "ar_cl_curve", "ar_dimra_base"):
+        for step, v in (result.get(key) or {}).items():
+            metrics.append(Metric(f"{key}_by_step", float(v), now, int(step)))
+    losses = result.get("unlearn_loss_curve") or []
+    stride = max(1, len(losses) // 500)
+    metrics += [Metric("unlearn_loss", float(v), now, i + 1) for i, v in enumerate(losses) if i % stride == 0]
+    for i in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[i:i + 1000])
+    tags = [RunTag("status", str(result.get("status"))), RunTag("unlearned_uri", str(result.get("unlearned_uri"))),
+            RunTag("base_uri", str(result.get("base_uri")))]
+    tags += [RunTag(f"attack_uri_{k}", v) for k, v in (result.get("attack_uris") or {}).items()]
+    client.log_batch(run_id, tags=tags)
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in pictures(cfg, result, tmp):
+            client.log_artifact(run_id, path)
+
+
+def end_run(uri: str, run_id: str, ok: bool, error: str | None = None) -> None:
+    client = MlflowClient(uri)
+    if error:
+        client.set_tag(run_id, "error", error[:5000])
+    client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+
+
+def pictures(cfg: Config, result: dict, out_dir: str) -> list[str]:
+    """Forget-class samples (same noise) from base / unlearned / attacked, retain-class samples, loss curve."""
+    from .base import new_unet
+    from .data import load_dataset
+    from .diffusion import sample
+    from .evaluate import class_noise
+
+    ds = load_dataset(cfg.data)
+    c = cfg.data.forget_class
+    shape = tuple(ds.train_x.shape[1:])
+
+    def load(uri):
+        model = new_unet(cfg, ds)
+        model.load_state_dict(store.load_state(uri)[0])
+        return model.eval()
+
+    def draw(model, labels, noise):
+        return sample(model, labels, noise, schedule=cfg.schedule, sampler=cfg.eval.sampler, steps=cfg.eval.steps,
+                      guidance=cfg.eval.guidance)
+
+    uris = {"base": result["base_uri"], "unlearned": result["unlearned_uri"]}
+    attacks = result.get("attack_uris") or {}
+    if attacks:
+        last = max(attacks, key=int)
+        uris[f"DiMRA@{last}"] = attacks[last]
+    models = {name: load(uri) for name, uri in uris.items()}
+    n = 12
+    noise, labels = class_noise(cfg.eval.seed, c, n, shape), torch.full((n,), c)
+    paths = [os.path.join(out_dir, "forget_class_samples.png"), os.path.join(out_dir, "retain_samples.png"),
+             os.path.join(out_dir, "loss_curve.png")]
+    plots.grid_png(paths[0], {k: draw(m, labels, noise) for k, m in models.items()},
+                   f"class {c}: same noise, base / unlearned / attacked")
+    retain = [k for k in range(ds.num_classes) if k != c]
+    rl = torch.tensor(retain)
+    rn = torch.stack([class_noise(cfg.eval.seed, k, 1, shape)[0] for k in retain])
+    plots.grid_png(paths[1], {"unlearned": draw(models["unlearned"], rl, rn)}, f"retain classes {retain}")
+    plots.loss_png(paths[2], result.get("unlearn_loss_curve") or [float("nan")],
+                   f"{cfg.unlearn.method}: unlearning loss")
+    return paths

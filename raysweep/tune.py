@@ -1,0 +1,305 @@
+"""``python -m raysweep.tune EXPERIMENT.py``: a sweep of unlearn -> attack -> evaluate trials on Ray Tune, each trial
+a Ray Train ``TorchTrainer`` job, searched by Optuna (multi-objective NSGA-II), tracked in MLflow, with results in
+``<storage>/<name>/results.parquet``.
+
+Without --address a local Ray sized to this machine is started (and stopped); ``--address auto`` joins the
+cluster ``ray up cluster.yaml`` started.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import socket
+import sys
+import tempfile
+import time
+from typing import Any
+
+from . import store, tracking
+from .cli import Parser, device_from, run
+from .config import RaysweepError, flatten
+from .experiment import Experiment, load
+from .trial import REPORTED_METRICS, run_trial
+
+
+@dataclasses.dataclass
+class Setup:
+    """What every trial of a sweep needs besides its sampled parameters (shipped to trials by Ray)."""
+    exp: Experiment
+    smoke: bool
+    sweep_dir: str  # <storage>/<name>
+    store_root: str  # base artefacts, shared by sweeps on the same storage
+    ray_storage: str
+    mlflow_uri: str
+    mlflow_experiment_id: str
+    device: str
+
+
+def scalars(metrics: dict) -> dict:
+    """Tune-friendly metrics: numbers and short strings; curves flattened as name/step."""
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool) or isinstance(v, (int, float, str)) and not (isinstance(v, str) and len(v) > 500):
+            out[k] = v
+        elif isinstance(v, dict) and k in ("ar_dimra", "ar_cl_curve", "ar_dimra_base"):
+            out.update({f"{k}/{s}": float(x) for s, x in v.items()})
+    return out
+
+
+def _ray_checkpoint(uri: str, tmp: str):
+    """A Ray checkpoint directory holding the Parquet weights from the store."""
+    fs, path = store.resolve(uri)
+    local = os.path.join(tmp, os.path.basename(path))
+    with fs.open_input_stream(path) as src, open(local, "wb") as dst:
+        dst.write(src.read())
+    return tmp
+
+
+def trainable(params: dict, setup: Setup) -> None:
+    """One Tune trial: resolve its config, run the trial as a Ray Train job, log to MLflow, report to Tune."""
+    import ray.tune
+    import torch
+
+    torch.set_num_threads(max(1, setup.exp.cpus_per_trial))
+    trial_id = ray.tune.get_context().get_trial_id()
+    cfg = setup.exp.trial_config(params, setup.smoke)
+    trial_dir = store.join(setup.sweep_dir, "trials", trial_id)
+    run_id = tracking.start_run(setup.mlflow_uri, setup.mlflow_experiment_id, trial_id, cfg, {
+        "experiment": setup.exp.name, "method": cfg.unlearn.method, "forget_class": str(cfg.data.forget_class),
+        "trial_dir": trial_dir, "smoke": str(setup.smoke)})
+    try:
+        _train(cfg, setup, trial_id, trial_dir)
+        result = store.read_json(store.join(trial_dir, "result.json"))
+    except Exception as e:
+        msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        tracking.end_run(setup.mlflow_uri, run_id, ok=False, error=msg)
+        raise RuntimeError(f"trial {trial_id} failed: {msg}") from e
+    tracking.log_result(setup.mlflow_uri, run_id, result, cfg)
+    tracking.end_run(setup.mlflow_uri, run_id, ok=True)
+    ray.tune.report({**scalars(result), "phase": "final", "trial_id": trial_id, "mlflow_run_id": run_id,
+                     "attack_uris": json.dumps(result.get("attack_uris", {}))})
+
+
+def _train(cfg, setup: Setup, trial_id: str, trial_dir: str) -> None:
+    import ray.train
+    import ray.tune
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    workers = setup.exp.workers
+    use_gpu = setup.exp.gpus_per_worker > 0
+    if workers > 1:
+        raise RaysweepError("workers > 1 (DDP inside one trial) is not supported yet; use workers 0 or 1")
+
+    def train_fn(_config: dict) -> None:
+        def report(metrics: dict, uri: str | None) -> None:
+            with tempfile.TemporaryDirectory() as tmp:
+                if workers == 0:  # local mode runs in this process: report straight to Tune
+                    ckpt = ray.tune.Checkpoint.from_directory(_ray_checkpoint(uri, tmp)) if uri else None
+                    ray.tune.report(scalars(metrics), checkpoint=ckpt)
+                else:  # a Train worker: TuneReportCallback forwards it
+                    ckpt = ray.train.Checkpoint.from_directory(_ray_checkpoint(uri, tmp)) if uri else None
+                    ray.train.report(scalars(metrics), checkpoint=ckpt)
+
+        device = "cuda" if use_gpu else setup.device
+        run_trial(cfg, setup.store_root, trial_dir, report=report, device=device)
+
+    callbacks = []
+    if workers > 0:
+        from ray.tune.integration.ray_train import TuneReportCallback
+        callbacks.append(TuneReportCallback())
+    resources = {"CPU": 1, **({"GPU": setup.exp.gpus_per_worker} if use_gpu else {})}
+    trainer = TorchTrainer(train_fn, scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+                                                                  resources_per_worker=resources if workers else None),
+                           run_config=RunConfig(name=f"train-{trial_id}", storage_path=setup.ray_storage,
+                                                callbacks=callbacks))
+    trainer.fit()
+
+
+def _searcher(exp: Experiment, sweep_dir_local: str, name: str):
+    if exp.search != "optuna":
+        if exp.search == "random":
+            from ray.tune.search.basic_variant import BasicVariantGenerator
+            return BasicVariantGenerator(random_state=exp.seed)
+        return None
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{os.path.join(sweep_dir_local, 'optuna.db')}")
+    return OptunaSearch(metric=list(exp.objectives), mode=list(exp.objectives.values()),
+                        sampler=optuna.samplers.NSGAIISampler(seed=exp.seed), storage=storage, study_name=name)
+
+
+def _local_dir(storage: str, name: str) -> str:
+    """Where SQLite stores (Optuna, default MLflow) live: beside the sweep when storage is local."""
+    path = os.path.join(os.path.abspath(storage), name) if "://" not in storage else os.path.abspath(
+        os.path.join("runs", name))
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> None:
+    import ray
+
+    if address and address != "auto" and ":" in address and "://" not in address:
+        host, port = address.rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except (OSError, ValueError) as e:
+            raise RaysweepError(f"Ray cluster at {address} is unreachable ({e})") from None
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    except (OSError, RuntimeError, ValueError) as e:
+        raise RaysweepError(f"could not connect to Ray at {address or 'a new local runtime'}: "
+                            f"{str(e).strip().splitlines()[0]}") from None
+
+
+def result_rows(grid, exp: Experiment, smoke: bool) -> list[dict]:
+    rows = []
+    for r in grid:
+        m = dict(r.metrics or {})
+        trial_id = m.get("trial_id") or os.path.basename(r.path or "").split("_")[1:2][0] if r.path else "?"
+        row: dict[str, Any] = {"trial_id": m.get("trial_id", trial_id)}
+        if r.error is not None:
+            lines = [ln for ln in str(r.error).strip().splitlines() if ln.strip()]
+            cause = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
+            row.update(status="error", error=cause.strip()[:1000])
+        else:
+            row.update(status=m.get("status", "error"), error="" if "status" in m else "no final result")
+        try:
+            row.update(flatten(exp.trial_config(r.config or {}, smoke).to_dict()))
+        except RaysweepError as e:
+            row.update({k: v for k, v in (r.config or {}).items()})
+            row["error"] = row["error"] or str(e)
+        for k in sorted(REPORTED_METRICS):
+            row[k] = m.get(k, math.nan) if r.error is None else math.nan
+        for k, v in m.items():
+            if k.startswith(("ar_dimra/", "ar_cl_curve/")) and r.error is None:
+                row[k] = v
+        row["unlearned_uri"] = m.get("unlearned_uri", "")
+        row["attack_uris"] = m.get("attack_uris", "{}")
+        row["mlflow_run_id"] = m.get("mlflow_run_id", "")
+        rows.append(row)
+    return rows
+
+
+def write_table(rows: list[dict], uri: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {k: [r.get(k) for r in rows] for k in dict.fromkeys(k for r in rows for k in r)}
+    arrays = {}
+    for k, values in columns.items():
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in values) and any(
+                isinstance(v, float) for v in values):
+            values = [None if v is None else float(v) for v in values]
+        try:
+            arrays[k] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays[k] = pa.array([None if v is None else json.dumps(v) if not isinstance(v, str) else v
+                                  for v in values])
+    fs, path = store.resolve(uri)
+    fs.create_dir(os.path.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as f:
+        pq.write_table(pa.table(arrays), f)
+
+
+def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, num_samples: int | None,
+          max_concurrent: int | None, smoke: bool, resume: bool, address: str | None, device: str) -> dict:
+    import ray
+    from ray import tune
+
+    exp.validate()
+    # Trials report after unlearning and at each attack checkpoint, before the objectives exist; the searcher
+    # reads only the final result (multi-objective Optuna gets no intermediate results anyway).
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    local_dir = _local_dir(storage, name)
+    mlflow_uri = mlflow_uri or f"sqlite:///{os.path.join(local_dir, 'mlflow.db')}"
+    tracking.check_reachable(mlflow_uri)
+    ray_storage = storage if "://" in storage else os.path.abspath(storage)
+    sweep_dir = store.join(ray_storage, name)
+    n = num_samples or exp.num_samples
+    if smoke:
+        n = min(n, SMOKE_MAX_SAMPLES)
+    if exp.search == "grid" and not num_samples:
+        n = 1  # every grid point once
+    connect(address)
+    try:
+        cpus = ray.cluster_resources().get("CPU", 1)
+        concurrent = max_concurrent or max(1, int(cpus // exp.cpus_per_trial))
+        exp_id = tracking.experiment_id(mlflow_uri, name, os.path.join(local_dir, "mlartifacts"))
+        setup = Setup(exp, smoke, sweep_dir, store.join(ray_storage, "store"), ray_storage, mlflow_uri, exp_id,
+                      device)
+        resources = {"cpu": exp.cpus_per_trial if exp.workers == 0 else 1,
+                     "gpu": exp.gpus_per_worker if exp.workers == 0 else 0}
+        fn = tune.with_resources(tune.with_parameters(trainable, setup=setup), resources)
+        run_config = tune.RunConfig(name=name, storage_path=ray_storage,
+                                    failure_config=tune.FailureConfig(max_failures=0))
+        path = store.join(ray_storage, name)
+        if resume and tune.Tuner.can_restore(path):
+            tuner = tune.Tuner.restore(path, trainable=fn, param_space=exp.space, resume_errored=False,
+                                       restart_errored=False)
+        else:
+            tuner = tune.Tuner(fn, param_space=exp.space, run_config=run_config, tune_config=tune.TuneConfig(
+                search_alg=_searcher(exp, local_dir, name), num_samples=n, max_concurrent_trials=concurrent))
+        start = time.perf_counter()
+        try:
+            grid = tuner.fit()
+        except Exception as e:  # the sweep itself (not a trial) failed
+            raise RaysweepError(f"sweep {name} could not run: {type(e).__name__}: "
+                                f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
+        rows = result_rows(grid, exp, smoke)
+    finally:
+        ray.shutdown()
+    table = store.join(sweep_dir, "results.parquet")
+    write_table(rows, table)
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "diverged", "error")}
+    return {"experiment": exp.name, "name": name, "trials": len(rows), **counts, "results": table,
+            "mlflow_uri": mlflow_uri, "optuna_storage": f"sqlite:///{os.path.join(local_dir, 'optuna.db')}"
+            if exp.search == "optuna" else None, "seconds": round(time.perf_counter() - start, 1),
+            "objectives": exp.objectives}
+
+
+from .experiment import SMOKE_MAX_SAMPLES  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = Parser(prog="raysweep.tune", description=__doc__.split("\n\n")[0])
+    p.add_argument("experiment", help="experiments/NAME.py exposing `experiment = raysweep.Experiment(...)`")
+    p.add_argument("--address", default=None, help="Ray cluster address (auto = the cluster `ray up` started)")
+    p.add_argument("--storage", default="runs", help="local directory or s3://bucket/prefix for everything")
+    p.add_argument("--mlflow-uri", default=None, help="default: sqlite:///<storage>/<name>/mlflow.db")
+    p.add_argument("--num-samples", type=int, default=None)
+    p.add_argument("--max-concurrent", type=int, default=None)
+    p.add_argument("--name", default=None, help="sweep name (default: the experiment's name)")
+    p.add_argument("--smoke", action="store_true", help="tiny trials: check a sweep end to end in minutes")
+    p.add_argument("--resume", action="store_true", help="continue the sweep of the same --name/--storage")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    def job() -> dict:
+        if args.num_samples is not None and args.num_samples <= 0:
+            raise RaysweepError(f"--num-samples must be positive, got {args.num_samples}")
+        exp = load(args.experiment)
+        name = args.name or (exp.name + ("-smoke" if args.smoke else ""))
+        out = sweep(exp, storage=args.storage, name=name, mlflow_uri=args.mlflow_uri, num_samples=args.num_samples,
+                    max_concurrent=args.max_concurrent, smoke=args.smoke, resume=args.resume, address=args.address,
+                    device=device_from(args.device))
+        if not args.json:
+            print(f"\nsweep {out['name']}: {out['trials']} trials ({out['ok']} ok, {out['diverged']} diverged, "
+                  f"{out['error']} error) in {out['seconds']}s\n  results: {out['results']}\n"
+                  f"  MLflow:  mlflow ui --backend-store-uri {out['mlflow_uri']} --port 5000"
+                  + (f"\n  Optuna:  {out['optuna_storage']} (study {out['name']})" if out["optuna_storage"] else ""))
+        return out
+
+    run(job, args.json)
+
+
+if __name__ == "__main__":
+    main()
