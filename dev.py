@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up and run raysweep with nothing but python3.
 
-    python3 dev.py run      # the main job on the embedded default (digits, CPU)
+    python3 dev.py run [--smoke]   # the main job: the steps sweep on the embedded default (digits, CPU)
     python3 dev.py test     # the test suite
     python3 dev.py exec -- CMD ...   # any command inside the project's virtual environment
 
@@ -10,6 +10,7 @@ reinstall only when pyproject.toml changed.
 """
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("RAYSWEEP_VENV", ROOT / ".venv"))
 PY = VENV / "bin" / "python"
-MAIN_JOB = ["-m", "raysweep.pretrain", "--dataset", "digits"]
+MAIN_JOB = ["-m", "raysweep.tune", "experiments/steps_sweep.py", "--report"]
 
 
 def ensure_env() -> None:
@@ -35,6 +36,20 @@ def ensure_env() -> None:
     stamp.write_text(want)
 
 
+def ensure_chromium() -> None:
+    """The report test opens report.html in headless Chromium (Debian's package; no browser download)."""
+    if shutil.which("chromium"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print("dev.py: the report test needs Chromium at /usr/bin/chromium: apt-get install chromium",
+              file=sys.stderr)
+        return
+    print("dev.py: installing Debian's chromium for the browser test", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env, stdout=subprocess.DEVNULL)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("run", "test", "exec"):
         print(__doc__.strip(), file=sys.stderr)
@@ -48,6 +63,11 @@ def main(argv: list[str]) -> int:
     if cmd == "run":
         args = [str(PY), *MAIN_JOB, *rest]
     elif cmd == "test":
+        try:
+            ensure_chromium()
+        except subprocess.CalledProcessError as e:
+            print(f"dev.py: installing chromium failed: {e}", file=sys.stderr)
+            return 1
         args = [str(PY), "-m", "pytest", *rest]
     else:
         args = rest[1:] if rest[:1] == ["--"] else rest

@@ -164,7 +164,7 @@ def result_rows(grid, exp: Experiment, smoke: bool) -> list[dict]:
     for r in grid:
         m = dict(r.metrics or {})
         trial_id = m.get("trial_id") or os.path.basename(r.path or "").split("_")[1:2][0] if r.path else "?"
-        row: dict[str, Any] = {"trial_id": m.get("trial_id", trial_id)}
+        row: dict[str, Any] = {"trial_id": m.get("trial_id", trial_id), "experiment": exp.name}
         if r.error is not None:
             lines = [ln for ln in str(r.error).strip().splitlines() if ln.strip()]
             cause = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default=None, help="sweep name (default: the experiment's name)")
     p.add_argument("--smoke", action="store_true", help="tiny trials: check a sweep end to end in minutes")
     p.add_argument("--resume", action="store_true", help="continue the sweep of the same --name/--storage")
+    p.add_argument("--report", action="store_true", help="write the Pareto/curves/HTML report at the end")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -291,11 +292,22 @@ def main(argv: list[str] | None = None) -> None:
         out = sweep(exp, storage=args.storage, name=name, mlflow_uri=args.mlflow_uri, num_samples=args.num_samples,
                     max_concurrent=args.max_concurrent, smoke=args.smoke, resume=args.resume, address=args.address,
                     device=device_from(args.device))
+        if args.report and out["ok"] + out["diverged"] > 0:
+            from .report import build
+
+            objs = [f"{k}:{v}" for k, v in exp.objectives.items()]
+            x, y = (objs + objs)[:2] if len(objs) < 2 else (objs[1], objs[0])
+            sweep_dir = store.join(args.storage if "://" in args.storage else os.path.abspath(args.storage),
+                                   out["name"])
+            local_out = os.path.join(sweep_dir, "report") if "://" not in sweep_dir else os.path.join("runs", name,
+                                                                                                      "report")
+            out["report"] = build(sweep_dir, x, y, objs[2:], local_out, out["mlflow_uri"])["report"]
         if not args.json:
             print(f"\nsweep {out['name']}: {out['trials']} trials ({out['ok']} ok, {out['diverged']} diverged, "
                   f"{out['error']} error) in {out['seconds']}s\n  results: {out['results']}\n"
                   f"  MLflow:  mlflow ui --backend-store-uri {out['mlflow_uri']} --port 5000"
-                  + (f"\n  Optuna:  {out['optuna_storage']} (study {out['name']})" if out["optuna_storage"] else ""))
+                  + (f"\n  Optuna:  {out['optuna_storage']} (study {out['name']})" if out["optuna_storage"] else "")
+                  + (f"\n  report:  {out['report']}" if out.get("report") else ""))
         return out
 
     run(job, args.json)

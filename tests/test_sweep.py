@@ -1,14 +1,5 @@
 """The sweep system end to end: a real local Ray, a real MLflow server on 127.0.0.1, Optuna in SQLite."""
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -23,54 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                             f"sqlite:///{tmp_path}/mlflow-server.db", "--artifacts-destination",
-                             str(tmp_path / "mlflow-artifacts"), "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(uri + "/health", timeout=2)
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                raise RuntimeError("mlflow server did not start")
-            time.sleep(0.5)
-    yield uri
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def ray_env():
-    """Ray's session files in this test's own directory (short: Unix socket paths are limited to 107 bytes)."""
-    d = tempfile.mkdtemp(prefix="rs", dir="/tmp")
-    yield {"RAY_TMPDIR": d}
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def test_smoke_sweep_three_stores_agree(tmp_path, mlflow_server, ray_env):
-    storage = tmp_path / "sweeps"
-    res = run_cli("raysweep.tune", str(ROOT / "experiments" / "steps_sweep.py"), "--smoke", "--storage",
-                  str(storage), "--mlflow-uri", mlflow_server, "--num-samples", "3", "--name", "smoke", "--json",
-                  timeout=600, env=ray_env)
-    assert res.returncode == 0, res.stderr[-3000:]
-    summary = json.loads(res.stdout.strip().splitlines()[-1])
+def test_smoke_sweep_three_stores_agree(smoke_sweep, mlflow_server):
+    storage, summary = smoke_sweep
     assert summary["trials"] == 3 and summary["error"] == 0
 
     rows = pq.read_table(storage / "smoke" / "results.parquet").to_pylist()

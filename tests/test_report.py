@@ -1,0 +1,79 @@
+"""The robustness-vs-utility report, built from a real smoke sweep and opened in headless Chromium."""
+import csv
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import ROOT, run_cli
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def report(smoke_sweep, mlflow_server, tmp_path_factory):
+    storage, _ = smoke_sweep
+    out = tmp_path_factory.mktemp("report")
+    res = run_cli("raysweep.report", str(storage / "smoke"), "--mlflow-uri", mlflow_server, "--out", str(out),
+                  "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, json.loads(res.stdout.strip().splitlines()[-1]), storage / "smoke"
+
+
+def test_report_files_and_frontier(report):
+    out, summary, sweep = report
+    for name in ("pareto.csv", "pareto.png", "pareto.svg", "curves.png", "report.html"):
+        assert (out / name).stat().st_size > 0, name
+    with (out / "pareto.csv").open() as f:
+        frontier = [r["trial_id"] for r in csv.DictReader(f)]
+    assert frontier == summary["frontier"] and frontier
+    rows = pq.read_table(sweep / "results.parquet").to_pylist()
+    x, y = "fid_judge", "ar_dimra_final"
+    for r in rows:  # nothing off the frontier dominates a frontier trial
+        for f in (q for q in rows if q["trial_id"] in frontier):
+            assert not (r[x] <= f[x] and r[y] <= f[y] and (r[x] < f[x] or r[y] < f[y]))
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 1 + len(frontier)  # curves + a sample grid per frontier trial
+
+
+def test_report_renders_in_chromium(report):
+    from playwright.sync_api import sync_playwright
+
+    out, summary, _ = report
+    errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((out / "report.html").as_uri())
+        page.wait_for_selector("#pareto-plot .main-svg", timeout=30_000)
+        box = page.locator("#pareto-plot .main-svg").first.bounding_box()
+        points = page.locator("#pareto-plot .scatterlayer .point").count()
+        lines = page.locator("#curves-plot .scatterlayer .trace").count()
+        rows = page.locator("#pareto-table tr").count()
+        artifacts = ROOT / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        page.screenshot(path=str(artifacts / "report.png"), full_page=True)
+        browser.close()
+    assert not errors, errors
+    assert box["width"] > 300 and box["height"] > 200
+    assert points >= 3 and lines >= 3  # every smoke trial drawn
+    assert rows == 1 + len(summary["frontier"])
+
+
+def test_report_bad_inputs(tmp_path):
+    res = run_cli("raysweep.report", str(tmp_path / "nope"))
+    assert res.returncode != 0 and "not found" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    pq.write_table(pa.table({"trial_id": ["a", "b"], "status": ["error", "error"], "error": ["x", "y"],
+                             "fid_judge": [float("nan")] * 2, "ar_dimra_final": [float("nan")] * 2}),
+                   sweep / "results.parquet")
+    res = run_cli("raysweep.report", str(sweep))
+    assert res.returncode != 0 and "no finished trials" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = run_cli("raysweep.report", str(sweep), "--y", "happiness")
+    assert res.returncode != 0 and "happiness" in res.stderr and len(res.stderr.strip().splitlines()) == 1
