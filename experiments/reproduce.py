@@ -51,7 +51,7 @@ def run_all(args, after_each=None) -> list[dict]:
             done[row["key"]] = row
     for phase, ov in plan(args.seeds, args.steps):
         key = key_of(phase, ov)
-        if key in done:
+        if key in done or phase not in args.phases:
             continue
         cfg = apply_overrides(Config(), args.overrides)
         apply_overrides(cfg, ov)
@@ -61,11 +61,11 @@ def run_all(args, after_each=None) -> list[dict]:
             res = {"status": "error", "error": f"{type(e).__name__}: {e}", "method": ov["unlearn.method"]}
         row = {"key": key, "phase": phase, "overrides": ov, **res}
         row.pop("unlearn_loss_curve", None)
-        with log.open("a") as f:
+        with log.open("a") as f:  # one short append per trial: safe for processes sharing the file
             f.write(json.dumps(row) + "\n")
         done[key] = row
         if after_each is not None:
-            after_each(list(done.values()))
+            after_each([json.loads(line) for line in log.read_text().splitlines()])
         print(f"[{len(done)}] {key} -> {res.get('status')} ar_mu={res.get('ar_mu')} "
               f"ar_dimra={res.get('ar_dimra')}", file=sys.stderr, flush=True)
     return list(done.values())
@@ -191,7 +191,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, nargs="+", default=[20, 100, 500])
     p.add_argument("--out", default=str(ROOT / "runs" / "reproduce"))
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--phases", nargs="+", default=["methods", "steps", "strength"],
+                   help="run only these phases (two processes can split the phases over one trials.jsonl)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = p.parse_args()
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     rows = run_all(args, after_each=lambda rows: write_report(rows, args))
     write_report(rows, args)
     print(f"wrote {ROOT / 'docs' / 'results.md'}")
