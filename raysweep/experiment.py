@@ -31,7 +31,7 @@ class Experiment:
     base: dict[str, Any] = field(default_factory=dict)
     num_samples: int = 8
     search: str = "optuna"
-    workers: int = 0  # Ray Train workers per trial; 0 runs the trial in the Tune trial's process
+    workers: int = 0  # Ray Train workers per trial: 0 runs it in the Tune trial's process, 1 in a Train worker
     gpus_per_worker: float = 0.0
     cpus_per_trial: int = 2
     seed: int = 0
@@ -55,6 +55,9 @@ class Experiment:
             get_leaf(probe, key)
         if self.workers < 0 or self.cpus_per_trial < 1:
             raise ConfigError(f"experiment {self.name}: workers must be >= 0 and cpus_per_trial >= 1")
+        if self.workers > 1:  # the trial's loop has no DDP wrapper yet: W > 1 would train W copies apart
+            raise ConfigError(f"experiment {self.name}: workers > 1 (DDP inside one trial) is not supported yet; "
+                              "use workers 0 (in-process) or 1 (one Ray Train worker, e.g. on a GPU)")
         if self.search == "optuna" and any(_is_grid(v) for v in self.space.values()):
             raise ConfigError(f"experiment {self.name}: tune.grid_search needs search='grid'")
         if self.search == "optuna":

@@ -20,7 +20,7 @@ from typing import Any
 from . import store, tracking
 from .cli import Parser, device_from, run
 from .config import RaysweepError, flatten
-from .experiment import Experiment, load
+from .experiment import SMOKE_MAX_SAMPLES, Experiment, load
 from .trial import REPORTED_METRICS, run_trial
 
 
@@ -90,8 +90,6 @@ def _train(cfg, setup: Setup, trial_id: str, trial_dir: str) -> None:
 
     workers = setup.exp.workers
     use_gpu = setup.exp.gpus_per_worker > 0
-    if workers > 1:
-        raise RaysweepError("workers > 1 (DDP inside one trial) is not supported yet; use workers 0 or 1")
 
     def train_fn(_config: dict) -> None:
         def report(metrics: dict, uri: str | None) -> None:
@@ -163,8 +161,9 @@ def result_rows(grid, exp: Experiment, smoke: bool) -> list[dict]:
     rows = []
     for r in grid:
         m = dict(r.metrics or {})
-        trial_id = m.get("trial_id") or os.path.basename(r.path or "").split("_")[1:2][0] if r.path else "?"
-        row: dict[str, Any] = {"trial_id": m.get("trial_id", trial_id), "experiment": exp.name}
+        parts = os.path.basename(r.path or "").split("_")  # trainable_<trial id>_<n>_<params>
+        row: dict[str, Any] = {"trial_id": m.get("trial_id") or (parts[1] if len(parts) > 1 else "?"),
+                               "experiment": exp.name}
         if r.error is not None:
             lines = [ln for ln in str(r.error).strip().splitlines() if ln.strip()]
             cause = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
@@ -263,9 +262,6 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
             "mlflow_uri": mlflow_uri, "optuna_storage": f"sqlite:///{os.path.join(local_dir, 'optuna.db')}"
             if exp.search == "optuna" else None, "seconds": round(time.perf_counter() - start, 1),
             "objectives": exp.objectives}
-
-
-from .experiment import SMOKE_MAX_SAMPLES  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
