@@ -198,6 +198,29 @@ def write_report(rows: list[dict], args) -> None:
         w.writerows(rows)
 
 
+def write_results_table(rows: list[dict], out: Path) -> Path:
+    """The study as a sweep-style results.parquet (dotted config columns + metrics), so
+    ``python -m raysweep.report OUT`` draws its Pareto frontier and curves."""
+    from raysweep import store
+    from raysweep.config import flatten
+    from raysweep.trial import REPORTED_METRICS
+    from raysweep.tune import write_table
+
+    table = []
+    for r in rows:
+        if r.get("status") == "error":
+            table.append({"trial_id": r["key"], "status": "error", "error": r.get("error", "")})
+            continue
+        row = {"trial_id": r["key"], "experiment": "reproduce", "status": r["status"], "error": "",
+               **flatten(store.read_json(store.join(r["trial_dir"], "config.json")))}
+        row.update({k: r.get(k, math.nan) for k in REPORTED_METRICS})
+        row.update({f"ar_dimra/{k}": v for k, v in r["ar_dimra"].items()})
+        row.update(unlearned_uri=r["unlearned_uri"], attack_uris=json.dumps(r.get("attack_uris", {})))
+        table.append(row)
+    write_table(table, str(out / "results.parquet"))
+    return out / "results.parquet"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=3)
@@ -213,7 +236,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     rows = run_all(args, after_each=lambda rows: write_report(rows, args))
     write_report(rows, args)
-    print(f"wrote {ROOT / 'docs' / 'results.md'}")
+    write_results_table(rows, Path(args.out))
+    print(f"wrote {ROOT / 'docs' / 'results.md'} and {Path(args.out) / 'results.parquet'}")
 
 
 if __name__ == "__main__":
