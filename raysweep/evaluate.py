@@ -39,6 +39,12 @@ def class_noise(seed: int, c: int, n: int, shape: tuple[int, ...]) -> torch.Tens
     return torch.randn((n, *shape), generator=g)
 
 
+def class_batch(seed: int, classes: list[int], n: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels, noise) for n samples of each class; each class's noise depends only on (seed, class)."""
+    labels = torch.cat([torch.full((n,), c, dtype=torch.int64) for c in classes])
+    return labels, torch.cat([class_noise(seed, c, n, shape) for c in classes])
+
+
 def fid(fake: torch.Tensor, real: torch.Tensor, extractor: str, judge: nn.Module | None = None) -> float:
     """Fréchet distance between two image sets in [-1, 1], in the ``judge`` or ``inception`` feature space."""
     if extractor == "judge":
@@ -72,9 +78,7 @@ class Evaluator:
                 "judge_test_acc": self.judge_acc, "fid_extractor": c.fid_extractor, "eval_seed": c.seed}
 
     def generate(self, gen: Generator, classes: list[int], n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = tuple(self.ds.train_x.shape[1:])
-        labels = torch.cat([torch.full((n,), c, dtype=torch.int64) for c in classes])
-        noise = torch.cat([class_noise(self.cfg.seed, c, n, shape) for c in classes])
+        labels, noise = class_batch(self.cfg.seed, classes, n, tuple(self.ds.train_x.shape[1:]))
         return gen(labels, noise), labels
 
     def judge_labels(self, gen: Generator, c: int, n: int | None = None) -> torch.Tensor:

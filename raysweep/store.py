@@ -106,7 +106,7 @@ def exists(uri: str) -> bool:
 
 
 def join(root: str, *parts: str) -> str:
-    return posixpath.join(root.rstrip("/"), *parts) if "://" in root else posixpath.join(root, *parts)
+    return posixpath.join(root.rstrip("/"), *parts)
 
 
 def cached_module(root: str, kind: str, key_config: dict[str, Any], build: Callable[[], tuple[torch.nn.Module, dict]],

@@ -16,7 +16,7 @@ import torch.nn as nn
 from ..config import Config
 from ..data import Dataset, forget_stream, retain_stream
 from ..diffusion import DenoisingLoss
-from ..evaluate import DiffusionGenerator, class_noise
+from ..evaluate import DiffusionGenerator, class_batch
 
 
 @dataclass
@@ -39,10 +39,8 @@ class Context:
     def sample_original(self, classes: list[int], n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """n samples per class from the original model, with noise disjoint from the evaluation's."""
         gen = DiffusionGenerator(self.original, self.cfg.eval, self.cfg.schedule)
-        seed = self.cfg.eval.seed + 7919 + self.cfg.unlearn.seed
-        shape = tuple(self.ds.train_x.shape[1:])
-        labels = torch.cat([torch.full((n,), c, dtype=torch.int64) for c in classes])
-        noise = torch.cat([class_noise(seed, c, n, shape) for c in classes])
+        labels, noise = class_batch(self.cfg.eval.seed + 7919 + self.cfg.unlearn.seed, classes, n,
+                                    tuple(self.ds.train_x.shape[1:]))
         return gen(labels, noise), labels
 
 
