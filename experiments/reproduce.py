@@ -5,7 +5,9 @@
 Phases (every trial appended to OUT/trials.jsonl as it finishes; a rerun skips finished trials):
   methods   every method x seeds at one unlearning budget
   steps     salun, ga, dimum over unlearning steps, plus the stop-when-forgotten rule
-  strength  the attack varied (lr, aux set) against salun and dimum
+  stop      the stop-when-forgotten rule for salun and ga over the remaining seeds
+  strength  the attack varied (lr 1e-4 / 1e-3, aux test / retain / generated, to 2,000 steps) against salun and dimum
+  long      dimum at 1,000 unlearning steps x seeds, attacked for 2,000 steps
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from raysweep.config import Config, apply_overrides
 from raysweep.trial import run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
+LONG_ATTACK = (0, 250, 500, 1000, 2000)
 METHODS = ["finetune", "ga", "salun", "sa", "esd", "erasediff", "dimum", "retrain"]
 
 
@@ -30,9 +33,16 @@ def plan(seeds: int, steps_list: list[int]) -> list[tuple[str, dict]]:
         for n in steps_list:
             jobs.append(("steps", {"unlearn.method": m, "unlearn.steps": n}))
         jobs.append(("steps", {"unlearn.method": m, "unlearn.steps": max(steps_list), "unlearn.stop_ar": 0.1}))
+    for m in ("salun", "ga"):
+        for s in range(1, seeds):
+            jobs.append(("stop", {"unlearn.method": m, "unlearn.steps": max(steps_list), "unlearn.stop_ar": 0.1,
+                                  "unlearn.seed": s, "attack.seed": s}))
     for m in ("salun", "dimum"):
-        for extra in ({"attack.lr": 1e-3}, {"attack.aux": "retain"}):
-            jobs.append(("strength", {"unlearn.method": m, **extra}))
+        for extra in ({}, {"attack.lr": 1e-3}, {"attack.aux": "retain"}, {"attack.aux": "generated"}):
+            jobs.append(("strength", {"unlearn.method": m, "attack.steps": LONG_ATTACK, **extra}))
+    for s in range(seeds):
+        jobs.append(("long", {"unlearn.method": "dimum", "unlearn.steps": 1000, "unlearn.seed": s, "attack.seed": s,
+                              "attack.steps": LONG_ATTACK}))
     return jobs
 
 
@@ -122,16 +132,30 @@ def write_report(rows: list[dict], args) -> None:
         lines.append(f"| {r['method']} | {r['unlearn_steps_run']} | {rule} | {r['ar_mu']:.3f} | "
                      f"{r['ar_dimra_final']:.3f} | {r['ar_dimra_max']:.3f} | {r['retain_acc']:.3f} | "
                      f"{r['convergence']:.4f} |")
-    strength = [r for r in ok if r["phase"] == "strength"]
-    lines += ["", "## Attack strength (seed 0, default unlearning budget)", ""]
+    strength = sorted([r for r in ok if r["phase"] == "strength"], key=lambda r: (r["method"], r["key"]))
+    lines += ["", "## Attack strength (seed 0, the study's unlearning budget, attacked for 2,000 steps)", ""]
     if not strength:
         lines.append("Not run in this study (`--phases` left it out); `experiments/attack_strength.py` sweeps it.")
     else:
-        lines += ["| method | attack | ar_mu | ar_dimra curve | ar_dimra_max |", "|---|---|---|---|---|"]
+        lines += ["| method | attack | ar_mu | ar_dimra curve (attack step: AR) | ar_dimra_max | retain_acc after |",
+                  "|---|---|---|---|---|---|"]
     for r in strength:
-        att = ", ".join(f"{k}={v}" for k, v in r["overrides"].items() if k.startswith("attack"))
-        lines.append(f"| {r['method']} | {att} | {r['ar_mu']:.3f} | "
-                     + ", ".join(f"{k}: {v:.2f}" for k, v in r["ar_dimra"].items()) + f" | {r['ar_dimra_max']:.3f} |")
+        att = ", ".join(f"{k}={v}" for k, v in r["overrides"].items() if k.startswith("attack") and k != "attack.steps")
+        lines.append(f"| {r['method']} | {att or 'default (aux test, lr 1e-4)'} | {r['ar_mu']:.3f} | "
+                     + ", ".join(f"{k}: {v:.2f}" for k, v in r["ar_dimra"].items())
+                     + f" | {r['ar_dimra_max']:.3f} | {r['retain_acc']:.3f} |")
+    long_ = [r for r in ok if r["phase"] == "long"]
+    if long_:
+        lsteps = [int(k) for k in long_[0]["ar_dimra"]]
+        lines += ["", f"## DiMUM at 1,000 unlearning steps, {len(long_)} seeds, attacked for {max(lsteps)} steps", "",
+                  "| n | ar_mu | " + " | ".join(f"ar_dimra@{k}" for k in lsteps)
+                  + " | ar_dimra_max | ar_cl | retain_acc | fid_judge | convergence |", "|---" * (7 + len(lsteps)) + "|",
+                  f"| {len(long_)} | {ms([r['ar_mu'] for r in long_])} | "
+                  + " | ".join(ms([r["ar_dimra"].get(str(k)) for r in long_]) for k in lsteps)
+                  + f" | {ms([r['ar_dimra_max'] for r in long_])} | {ms([r['ar_cl'] for r in long_])} | "
+                  f"{ms([r['retain_acc'] for r in long_])} | {ms([r['fid_judge'] for r in long_])} | "
+                  f"{ms([r['convergence'] for r in long_])} |",
+                  "", f"Control for this attack length (base model): {long_[0].get('ar_dimra_base', {})}."]
 
     # Verdicts: rules stated next to the numbers they read.
     lines += ["", "## The paper's claims, here", ""]
@@ -146,14 +170,26 @@ def write_report(rows: list[dict], args) -> None:
                  + f". Reversed: {reversed_ or 'none'} → **"
                  + ("reproduced" if len(reversed_) > len(baselines) / 2 else "refuted here" if not reversed_
                     else "partly reproduced") + "** at this budget.")
-    stopped = [r for r in steps_rows if "unlearn.stop_ar" in r["overrides"] and r["method"] != "dimum"]
+    stopped = [r for r in ok if r["phase"] in ("steps", "stop") and "unlearn.stop_ar" in r["overrides"]
+               and r["method"] != "dimum"]
     if stopped:
-        rev = [r for r in stopped if r["ar_dimra_max"] >= 0.5]
         lines.append("1b. **…when stopped as soon as forgotten** (the practitioner's rule, AR ≤ "
-                     f"{stopped[0]['overrides']['unlearn.stop_ar']}; same reversal rule): "
-                     + ", ".join(f"{r['method']} stopped at step {r['unlearn_steps_run']}, ar_mu {r['ar_mu']:.2f}, "
-                                 f"ar_dimra_max {r['ar_dimra_max']:.2f}" for r in stopped)
-                     + f" → **{'reproduced' if len(rev) == len(stopped) else 'partly reproduced' if rev else 'refuted here'}**.")
+                     f"{stopped[0]['overrides']['unlearn.stop_ar']}; same reversal rule on the mean over seeds): ")
+        verdicts = []
+        for m in sorted({r["method"] for r in stopped}):
+            rs = [r for r in stopped if r["method"] == m]
+            rev = statistics.mean(r["ar_mu"] for r in rs) <= 0.2 and statistics.mean(
+                r["ar_dimra_max"] for r in rs) >= 0.5
+            verdicts.append(rev)
+            lines[-1] += (f"{m} (n = {len(rs)}) stopped at steps {sorted(r['unlearn_steps_run'] for r in rs)}, ar_mu "
+                          f"{ms([r['ar_mu'] for r in rs])}, ar_dimra_max {ms([r['ar_dimra_max'] for r in rs])}, "
+                          f"retain_acc {ms([r['retain_acc'] for r in rs])}; ")
+        lines[-1] += f"→ **{'reproduced' if all(verdicts) else 'partly reproduced' if any(verdicts) else 'refuted here'}**."
+    if strength:
+        worst = {m: max(r["ar_dimra_max"] for r in strength if r["method"] == m) for m in sorted({r["method"] for r in strength})}
+        lines.append("1c. **…under a stronger attack** (lr 1e-3, aux retain / generated, 2,000 steps; same reversal rule on "
+                     "the worst attack per method): " + ", ".join(f"{m} worst ar_dimra_max {v:.2f}" for m, v in worst.items())
+                     + f" → reversed: {[m for m, v in worst.items() if v >= 0.5 and m != 'dimum'] or 'none'}.")
     d = [r for r in table if r["method"] == "dimum"]
     if d:
         dmax = statistics.mean(r["ar_dimra_max"] for r in d)
@@ -164,6 +200,13 @@ def write_report(rows: list[dict], args) -> None:
         lines.append(f"2. **DiMUM resists DiMRA with FID near the base** (rule: mean ar_dimra_max ≤ 0.1 and "
                      f"fid_judge ≤ 2× finetune's + 0.5): ar_dimra_max {dmax:.3f}, fid_judge {dfid:.3f} vs finetune "
                      f"{ref:.3f} → **{'reproduced' if good else 'refuted here'}**.")
+        if long_:
+            lmax = statistics.mean(r["ar_dimra_max"] for r in long_)
+            lfid = statistics.mean(r["fid_judge"] for r in long_)
+            lgood = lmax <= 0.1 and (math.isnan(ref) or lfid <= 2 * ref + 0.5)
+            lines.append(f"2b. **…at 1,000 unlearning steps** (same rule, {len(long_)} seeds, attack to "
+                         f"{max(int(k) for k in long_[0]['ar_dimra'])} steps): ar_dimra_max {lmax:.3f}, fid_judge "
+                         f"{lfid:.3f} → **{'reproduced' if lgood else 'refuted here'}**.")
     for m in ("dimum", "salun"):
         rs = [r for r in steps_rows if r["method"] == m and "unlearn.stop_ar" not in r["overrides"]]
         if len(rs) >= 3:
@@ -204,7 +247,7 @@ def write_results_table(rows: list[dict], out: Path) -> Path:
     from raysweep import store
     from raysweep.config import flatten
     from raysweep.trial import REPORTED_METRICS
-    from raysweep.tune import write_table
+    from raysweep.results import write_table
 
     table = []
     for r in rows:
@@ -227,7 +270,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, nargs="+", default=[20, 100, 500])
     p.add_argument("--out", default=str(ROOT / "runs" / "reproduce"))
     p.add_argument("--set", dest="overrides", action="append", default=[])
-    p.add_argument("--phases", nargs="+", default=["methods", "steps", "strength"],
+    p.add_argument("--phases", nargs="+", default=["methods", "steps", "stop", "strength", "long"],
                    help="run only these phases (two processes can split the phases over one trials.jsonl)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = p.parse_args()

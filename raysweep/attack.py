@@ -14,7 +14,7 @@ from .config import Config, RaysweepError
 from .data import Dataset, aux_stream
 from .diffusion import DenoisingLoss
 from .evaluate import DiffusionGenerator, Evaluator
-from .loop import finetune
+from .loop import LoopState, finetune
 
 
 @dataclass
@@ -41,9 +41,12 @@ def aux_data(cfg: Config, ds: Dataset, model: nn.Module, forget: int):
 
 def dimra(model: nn.Module, cfg: Config, ds: Dataset, forget: int, evaluator: Evaluator,
           labels_before: torch.Tensor, on_checkpoint: Callable[[int, nn.Module, dict], None] | None = None,
-          progress: bool = False) -> AttackResult:
+          progress: bool = False, resume: LoopState | None = None,
+          save: Callable[[LoopState], None] | None = None) -> AttackResult:
     """Attack ``model`` in place. At each step of ``cfg.attack.steps``: AR(c_u), AR_CL against
-    ``labels_before`` (the judge's labels of the same noise before the attack), and ``on_checkpoint``."""
+    ``labels_before`` (the judge's labels of the same noise before the attack), ``on_checkpoint``, and ``save``
+    (a loop state holding the curve so far). ``resume`` continues from such a state; ``model`` must then hold the
+    unlearned weights (the ``generated`` aux set is drawn from them)."""
     a = cfg.attack
     checkpoints = list(a.steps)
     result = AttackResult()
@@ -63,7 +66,10 @@ def dimra(model: nn.Module, cfg: Config, ds: Dataset, forget: int, evaluator: Ev
             raise RaysweepError("DiMRA's auxiliary data contains the forgotten class")  # never: a guard
         return denoise(m, images, labels)
 
-    if checkpoints[0] == 0:
+    if resume is not None:
+        result.ar = {int(k): v for k, v in resume.meta["ar"].items()}
+        result.ar_cl = {int(k): v for k, v in resume.meta["ar_cl"].items()}
+    elif checkpoints[0] == 0:
         measure(0, model)
     positive = [s for s in checkpoints if s > 0]
     if positive:
@@ -71,8 +77,13 @@ def dimra(model: nn.Module, cfg: Config, ds: Dataset, forget: int, evaluator: Ev
             if step in positive:
                 measure(step, m)
 
+        def keep(state: LoopState) -> None:
+            if save is not None and state.step in positive:
+                save(LoopState(state.step, state.tensors, {**state.meta, "ar": result.ar, "ar_cl": result.ar_cl}))
+
+        every = reduce(math.gcd, positive)
         run = finetune(model, loss, {"aux": aux_data(cfg, ds, model, forget)}, positive[-1], lr=a.lr,
-                       grad_clip=a.grad_clip, seed=a.seed, every=reduce(math.gcd, positive), callback=callback,
-                       progress=progress, desc="DiMRA")
+                       grad_clip=a.grad_clip, seed=a.seed, every=every, callback=callback, progress=progress,
+                       desc="DiMRA", resume=resume, save=keep, save_every=every)
         result.losses, result.status, result.seconds = run.losses, run.status, run.seconds
     return result

@@ -85,6 +85,7 @@ class Unlearn:
     stop_ar: float = -1.0  # >= 0: stop as soon as AR(c_u) <= stop_ar (checked every check_every steps)
     check_every: int = 10
     check_n: int = 100  # samples per stopping check
+    checkpoint_every: int = 250  # steps between resumable loop states (0 = none; the attack saves at its checkpoints)
     lr: float = 1e-4
     batch_size: int = 64
     grad_clip: float = 1.0
@@ -215,7 +216,7 @@ class Config:
             if get_path(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {get_path(self, name)}")
         for name in ("ga.alpha", "salun.alpha", "sa.gamma", "sa.lam", "esd.eta", "erasediff.lam",
-                     "erasediff.inner_lr", "dimum.beta"):
+                     "erasediff.inner_lr", "dimum.beta", "unlearn.checkpoint_every"):
             if get_path(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {get_path(self, name)}")
         if not 0.0 < self.salun.mask_fraction <= 1.0:

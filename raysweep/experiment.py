@@ -35,6 +35,9 @@ class Experiment:
     gpus_per_worker: float = 0.0
     cpus_per_trial: int = 2
     seed: int = 0
+    # Early stopping with ASHA on a metric trials report while they run (e.g. {"metric": "ar_dimra", "mode": "min",
+    # "grace_period": 2, "reduction_factor": 2}; time is the report count). Pruned trials are recorded as "pruned".
+    prune: dict[str, Any] | None = None
 
     def validate(self) -> "Experiment":
         from .trial import REPORTED_METRICS
@@ -58,6 +61,11 @@ class Experiment:
         if self.workers > 1:  # the trial's loop has no DDP wrapper yet: W > 1 would train W copies apart
             raise ConfigError(f"experiment {self.name}: workers > 1 (DDP inside one trial) is not supported yet; "
                               "use workers 0 (in-process) or 1 (one Ray Train worker, e.g. on a GPU)")
+        if self.prune is not None:
+            unknown = set(self.prune) - {"metric", "mode", "grace_period", "reduction_factor", "max_t"}
+            if unknown or self.prune.get("mode") not in ("min", "max") or "metric" not in self.prune:
+                raise ConfigError(f"experiment {self.name}: prune needs metric and mode (min|max), optionally "
+                                  f"grace_period, reduction_factor, max_t; got {self.prune}")
         if self.search == "optuna" and any(_is_grid(v) for v in self.space.values()):
             raise ConfigError(f"experiment {self.name}: tune.grid_search needs search='grid'")
         if self.search == "optuna":

@@ -20,6 +20,50 @@ Callback = Callable[[int, torch.nn.Module], bool | None]  # return True to stop 
 
 
 @dataclass
+class LoopState:
+    """What continues a run exactly where it stopped: weights, Adam's moments, EMA, RNG, the curve so far.
+    ``tensors`` go to a Parquet checkpoint as they are; ``meta`` is JSON."""
+    step: int
+    tensors: dict[str, torch.Tensor]
+    meta: dict
+
+
+def _capture(step, model, opt, averaged, result) -> LoopState:
+    t = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for i, st in opt.state_dict()["state"].items():
+        t.update({f"opt.{i}.{k}": v if torch.is_tensor(v) else torch.tensor(v) for k, v in st.items()})
+    if averaged is not None:
+        t.update({f"ema.{k}": v for k, v in averaged.state_dict().items()})
+    t["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available() and next(model.parameters()).is_cuda:
+        t["rng.cuda"] = torch.cuda.get_rng_state()
+    meta = {"step": step, "losses": list(result.losses), "logs": list(result.logs), "seconds": result.seconds}
+    return LoopState(step, {k: v.detach().clone() for k, v in t.items()}, meta)  # a snapshot, not live views
+
+
+def _restore(state: LoopState, model, opt, averaged, result, streams) -> None:
+    def part(prefix):
+        return {k[len(prefix):]: v for k, v in state.tensors.items() if k.startswith(prefix)}
+
+    model.load_state_dict(part("model."))
+    opt_state: dict = {}
+    for k, v in part("opt.").items():
+        i, name = k.split(".", 1)
+        opt_state.setdefault(int(i), {})[name] = v.to(next(model.parameters()).device) if name != "step" else v
+    opt.load_state_dict({"state": opt_state, "param_groups": opt.state_dict()["param_groups"]})
+    if averaged is not None:
+        averaged.load_state_dict(part("ema."))
+    torch.set_rng_state(state.tensors["rng.cpu"])
+    if "rng.cuda" in state.tensors and next(model.parameters()).is_cuda:
+        torch.cuda.set_rng_state(state.tensors["rng.cuda"])
+    result.losses, result.logs = list(state.meta["losses"]), list(state.meta["logs"])
+    result.steps_run = state.step
+    for it in streams.values():  # the streams are seeded: replaying their batches puts them where they were
+        for _ in range(state.step):
+            next(it)
+
+
+@dataclass
 class LoopResult:
     steps_run: int = 0
     losses: list[float] = field(default_factory=list)
@@ -32,13 +76,17 @@ class LoopResult:
 def finetune(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator], steps: int, *, lr: float,
              grad_clip: float = 1.0, ema: float = 0.0, seed: int = 0, every: int = 0,
              callback: Callback | None = None, max_abs_loss: float = math.inf, precision: str = "fp32",
-             progress: bool = False, desc: str = "") -> LoopResult:
+             progress: bool = False, desc: str = "", resume: LoopState | None = None,
+             save: Callable[[LoopState], None] | None = None, save_every: int = 0) -> LoopResult:
     """Run ``steps`` optimiser steps of Adam on ``loss``.
 
     Every ``every`` steps (and after the last) ``callback(step, model)`` runs; True stops the loop there.
     A non-finite loss, or one beyond ``max_abs_loss``, stops the loop *before* its update and marks the result
     ``diverged``: a diverging method is a result, not a crash. With ``ema`` > 0 the model ends holding the
     EMA weights (callbacks see the raw ones).
+
+    Every ``save_every`` steps ``save(LoopState)`` runs; ``resume=`` that state continues the run as if it had
+    never stopped (same batches, same noise, same Adam moments).
     """
     torch.manual_seed(seed)
     device = next(model.parameters()).device
@@ -49,10 +97,13 @@ def finetune(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator
                 else contextlib.nullcontext())
     post_backward = getattr(loss, "post_backward", None)
     result = LoopResult()
-    start = time.perf_counter()
+    if resume is not None:
+        _restore(resume, model, opt, averaged, result, streams)
+    first = result.steps_run + 1
+    start = time.perf_counter() - (resume.meta.get("seconds", 0.0) if resume is not None else 0.0)
     model.train()
-    bar = tqdm(total=steps, desc=desc, disable=not progress, mininterval=2.0, leave=False)
-    for step in range(1, steps + 1):
+    bar = tqdm(total=steps, initial=first - 1, desc=desc, disable=not progress, mininterval=2.0, leave=False)
+    for step in range(first, steps + 1):
         batches = {k: tuple(t.to(device, non_blocking=True) for t in next(it)) for k, it in streams.items()}
         with autocast:
             out = loss(model, batches, step)
@@ -82,6 +133,9 @@ def finetune(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator
             if callback(step, model):
                 result.stopped_early = step < steps
                 break
+        if save is not None and save_every and step % save_every == 0 and step < steps:
+            result.seconds = time.perf_counter() - start
+            save(_capture(step, model, opt, averaged, result))
     bar.close()
     if averaged is not None:
         model.load_state_dict(averaged.module.state_dict())

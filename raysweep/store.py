@@ -100,6 +100,21 @@ def load_state(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return state, meta
 
 
+def save_loop(uri: str, state, config: dict[str, Any]) -> None:
+    """A resumable loop state (``raysweep.loop.LoopState``): weights, optimiser, RNG, curve so far."""
+    save_state(uri, state.tensors, kind="loop-state", step=state.step, config=config, extra=state.meta)
+
+
+def load_loop(uri: str, config: dict[str, Any]):
+    """The loop state at ``uri`` if it exists and belongs to ``config``, else None (damage still raises)."""
+    from .loop import LoopState
+
+    if not exists(uri):
+        return None
+    tensors, meta = load_state(uri)
+    return LoopState(meta["step"], tensors, meta["extra"]) if content_hash(meta["config"]) == content_hash(config) else None
+
+
 def exists(uri: str) -> bool:
     fs, path = resolve(uri)
     return fs.get_file_info(path).type == pafs.FileType.File

@@ -16,6 +16,12 @@ from mlflow.tracking import MlflowClient
 from . import plots, store
 from .config import Config, RaysweepError, flatten
 
+# A tracking server that is down must not hold a trial for minutes: a few quick retries, then the result waits in
+# the sweep's storage and is logged later (``sync``). Users can still override both.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+UNAVAILABLE = (MlflowException, OSError)  # what an unreachable or failing tracking store raises
+
 
 def check_reachable(uri: str) -> None:
     """Fail early, in one line, when the tracking server is not there."""
@@ -41,7 +47,13 @@ def experiment_id(uri: str, name: str, artifact_root: str | None = None) -> str:
 
 
 def start_run(uri: str, exp_id: str, trial_id: str, cfg: Config, tags: dict[str, str]) -> str:
+    """The trial's run: a restarted or resumed trial continues its own run (found by its trial_id tag)."""
     client = MlflowClient(uri)
+    found = client.search_runs([exp_id], filter_string=f"tags.trial_id = '{trial_id}'", max_results=1)
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        client.set_tag(found[0].info.run_id, "attempt_restarted", "true")
+        return found[0].info.run_id
     run = client.create_run(exp_id, run_name=trial_id, tags={"trial_id": trial_id, **tags})
     params = [Param(k, str(v)) for k, v in flatten(cfg.to_dict()).items()]
     for i in range(0, len(params), 100):
@@ -72,11 +84,23 @@ def log_result(uri: str, run_id: str, result: dict, cfg: Config) -> None:
             client.log_artifact(run_id, path)
 
 
-def end_run(uri: str, run_id: str, ok: bool, error: str | None = None) -> None:
+def finish(uri: str, exp_id: str, trial_id: str, cfg: Config, tags: dict[str, str], result: dict | None,
+           error: str | None = None, pruned: bool = False) -> str:
+    """Start (or find) the trial's run, log its result or its error, and end it. Returns the run id."""
+    run_id = start_run(uri, exp_id, trial_id, cfg, tags)
+    if result is not None:
+        log_result(uri, run_id, result, cfg)
+    end_run(uri, run_id, ok=result is not None, error=error, pruned=pruned)
+    return run_id
+
+
+def end_run(uri: str, run_id: str, ok: bool, error: str | None = None, pruned: bool = False) -> None:
     client = MlflowClient(uri)
     if error:
         client.set_tag(run_id, "error", error[:5000])
-    client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+    if pruned:  # stopped by the sweep's scheduler: neither a result nor a failure
+        client.set_tag(run_id, "status", "pruned")
+    client.set_terminated(run_id, "KILLED" if pruned else "FINISHED" if ok else "FAILED")
 
 
 def pictures(cfg: Config, result: dict, out_dir: str) -> list[str]:

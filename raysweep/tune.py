@@ -3,25 +3,25 @@ a Ray Train ``TorchTrainer`` job, searched by Optuna (multi-objective NSGA-II), 
 ``<storage>/<name>/results.parquet``.
 
 Without --address a local Ray sized to this machine is started (and stopped); ``--address auto`` joins the
-cluster ``ray up cluster.yaml`` started.
+cluster ``ray up cluster.yaml`` started. ``--resume`` continues a sweep whose driver died; a trial whose worker
+died is restarted (``--max-failures``) and continues from the loop state it saved in its trial directory.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import socket
 import sys
 import tempfile
 import time
-from typing import Any
 
 from . import store, tracking
 from .cli import Parser, device_from, run
-from .config import RaysweepError, flatten
+from .config import RaysweepError
 from .experiment import SMOKE_MAX_SAMPLES, Experiment, load
-from .trial import REPORTED_METRICS, run_trial
+from .results import result_rows, write_table
+from .trial import run_trial
 
 
 @dataclasses.dataclass
@@ -58,7 +58,11 @@ def _ray_checkpoint(uri: str, tmp: str):
 
 
 def trainable(params: dict, setup: Setup) -> None:
-    """One Tune trial: resolve its config, run the trial as a Ray Train job, log to MLflow, report to Tune."""
+    """One Tune trial: resolve its config, run the trial as a Ray Train job, log to MLflow, report to Tune.
+
+    A restarted trial (worker lost, ``--resume``) keeps its trial id, so ``run_trial`` finds what the earlier
+    attempt left in the trial directory and continues from there, and MLflow continues the trial's own run.
+    """
     import ray.tune
     import torch
 
@@ -66,20 +70,58 @@ def trainable(params: dict, setup: Setup) -> None:
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = setup.exp.trial_config(params, setup.smoke)
     trial_dir = store.join(setup.sweep_dir, "trials", trial_id)
-    run_id = tracking.start_run(setup.mlflow_uri, setup.mlflow_experiment_id, trial_id, cfg, {
-        "experiment": setup.exp.name, "method": cfg.unlearn.method, "forget_class": str(cfg.data.forget_class),
-        "trial_dir": trial_dir, "smoke": str(setup.smoke)})
+    tags = _tags(setup, cfg, trial_dir)
+    run_id = _mlflow(lambda: tracking.start_run(setup.mlflow_uri, setup.mlflow_experiment_id, trial_id, cfg, tags))
     try:
         _train(cfg, setup, trial_id, trial_dir)
         result = store.read_json(store.join(trial_dir, "result.json"))
     except Exception as e:
         msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-        tracking.end_run(setup.mlflow_uri, run_id, ok=False, error=msg)
+        if run_id:
+            _mlflow(lambda: tracking.end_run(setup.mlflow_uri, run_id, ok=False, error=msg))
         raise RuntimeError(f"trial {trial_id} failed: {msg}") from e
-    tracking.log_result(setup.mlflow_uri, run_id, result, cfg)
-    tracking.end_run(setup.mlflow_uri, run_id, ok=True)
-    ray.tune.report({**scalars(result), "phase": "final", "trial_id": trial_id, "mlflow_run_id": run_id,
+    logged = bool(run_id) and _mlflow(lambda: (tracking.log_result(setup.mlflow_uri, run_id, result, cfg),
+                                               tracking.end_run(setup.mlflow_uri, run_id, ok=True), True)[-1])
+    ray.tune.report({**scalars(result), "phase": "final", "trial_id": trial_id, "mlflow_run_id": run_id or "",
+                     "mlflow_status": "logged" if logged else "pending",
                      "attack_uris": json.dumps(result.get("attack_uris", {}))})
+
+
+def _tags(setup: Setup, cfg, trial_dir: str) -> dict[str, str]:
+    return {"experiment": setup.exp.name, "method": cfg.unlearn.method, "forget_class": str(cfg.data.forget_class),
+            "trial_dir": trial_dir, "smoke": str(setup.smoke)}
+
+
+def _mlflow(call):
+    """MLflow being down must not fail a trial: its result is in storage and ``sync_mlflow`` logs it later."""
+    try:
+        return call()
+    except tracking.UNAVAILABLE as e:
+        print(f"raysweep: MLflow unavailable, logging deferred ({type(e).__name__})", file=sys.stderr)
+        return None
+
+
+def sync_mlflow(grid, rows: list[dict], setup: Setup) -> int:
+    """Log every trial MLflow missed (the server was down) from the trial's stored result. Returns how many are
+    still pending. A trial's run is found by its trial_id tag, so nothing is logged twice as a new run."""
+    pending = 0
+    for r, row in zip(grid, rows):
+        if row.get("mlflow_status") == "logged":
+            continue
+        trial_dir = store.join(setup.sweep_dir, "trials", row["trial_id"])
+        try:
+            cfg = setup.exp.trial_config(r.config or {}, setup.smoke)
+        except RaysweepError:
+            continue  # no valid config, nothing ran: the error is in results.parquet
+        result_uri = store.join(trial_dir, "result.json")
+        result = store.read_json(result_uri) if row["status"] in ("ok", "diverged") and store.exists(result_uri) \
+            else None
+        run_id = _mlflow(lambda: tracking.finish(setup.mlflow_uri, setup.mlflow_experiment_id, row["trial_id"], cfg,
+                                                  _tags(setup, cfg, trial_dir), result, row.get("error") or None,
+                                                  pruned=row["status"] == "pruned"))
+        row["mlflow_run_id"], row["mlflow_status"] = (run_id, "logged") if run_id else ("", "pending")
+        pending += run_id is None
+    return pending
 
 
 def _train(cfg, setup: Setup, trial_id: str, trial_dir: str) -> None:
@@ -92,6 +134,10 @@ def _train(cfg, setup: Setup, trial_id: str, trial_dir: str) -> None:
     use_gpu = setup.exp.gpus_per_worker > 0
 
     def train_fn(_config: dict) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, setup.exp.cpus_per_trial))  # a Train worker starts with Ray's 1 thread
+
         def report(metrics: dict, uri: str | None) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 if workers == 0:  # local mode runs in this process: report straight to Tune
@@ -102,7 +148,7 @@ def _train(cfg, setup: Setup, trial_id: str, trial_dir: str) -> None:
                     ray.train.report(scalars(metrics), checkpoint=ckpt)
 
         device = "cuda" if use_gpu else setup.device
-        run_trial(cfg, setup.store_root, trial_dir, report=report, device=device)
+        run_trial(cfg, setup.store_root, trial_dir, report=report, device=device, resume=True)
 
     callbacks = []
     if workers > 0:
@@ -128,6 +174,17 @@ def _searcher(exp: Experiment, sweep_dir_local: str, name: str):
     storage = optuna.storages.RDBStorage(f"sqlite:///{os.path.join(sweep_dir_local, 'optuna.db')}")
     return OptunaSearch(metric=list(exp.objectives), mode=list(exp.objectives.values()),
                         sampler=optuna.samplers.NSGAIISampler(seed=exp.seed), storage=storage, study_name=name)
+
+
+def _scheduler(exp: Experiment):
+    if exp.prune is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    pr = exp.prune
+    return ASHAScheduler(metric=pr["metric"], mode=pr["mode"], time_attr="training_iteration",
+                         grace_period=pr.get("grace_period", 2), reduction_factor=pr.get("reduction_factor", 2),
+                         max_t=pr.get("max_t", 100))
 
 
 def _local_dir(storage: str, name: str) -> str:
@@ -157,59 +214,9 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
                             f"{str(e).strip().splitlines()[0]}") from None
 
 
-def result_rows(grid, exp: Experiment, smoke: bool) -> list[dict]:
-    rows = []
-    for r in grid:
-        m = dict(r.metrics or {})
-        parts = os.path.basename(r.path or "").split("_")  # trainable_<trial id>_<n>_<params>
-        row: dict[str, Any] = {"trial_id": m.get("trial_id") or (parts[1] if len(parts) > 1 else "?"),
-                               "experiment": exp.name}
-        if r.error is not None:
-            lines = [ln for ln in str(r.error).strip().splitlines() if ln.strip()]
-            cause = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
-            row.update(status="error", error=cause.strip()[:1000])
-        else:
-            row.update(status=m.get("status", "error"), error="" if "status" in m else "no final result")
-        try:
-            row.update(flatten(exp.trial_config(r.config or {}, smoke).to_dict()))
-        except RaysweepError as e:
-            row.update({k: v for k, v in (r.config or {}).items()})
-            row["error"] = row["error"] or str(e)
-        for k in sorted(REPORTED_METRICS):
-            row[k] = m.get(k, math.nan) if r.error is None else math.nan
-        for k, v in m.items():
-            if k.startswith(("ar_dimra/", "ar_cl_curve/")) and r.error is None:
-                row[k] = v
-        row["unlearned_uri"] = m.get("unlearned_uri", "")
-        row["attack_uris"] = m.get("attack_uris", "{}")
-        row["mlflow_run_id"] = m.get("mlflow_run_id", "")
-        rows.append(row)
-    return rows
-
-
-def write_table(rows: list[dict], uri: str) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    columns = {k: [r.get(k) for r in rows] for k in dict.fromkeys(k for r in rows for k in r)}
-    arrays = {}
-    for k, values in columns.items():
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in values) and any(
-                isinstance(v, float) for v in values):
-            values = [None if v is None else float(v) for v in values]
-        try:
-            arrays[k] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            arrays[k] = pa.array([None if v is None else json.dumps(v) if not isinstance(v, str) else v
-                                  for v in values])
-    fs, path = store.resolve(uri)
-    fs.create_dir(os.path.dirname(path), recursive=True)
-    with fs.open_output_stream(path) as f:
-        pq.write_table(pa.table(arrays), f)
-
-
 def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, num_samples: int | None,
-          max_concurrent: int | None, smoke: bool, resume: bool, address: str | None, device: str) -> dict:
+          max_concurrent: int | None, smoke: bool, resume: bool, address: str | None, device: str,
+          max_failures: int = 1) -> dict:
     import ray
     from ray import tune
 
@@ -234,18 +241,24 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
         exp_id = tracking.experiment_id(mlflow_uri, name, os.path.join(local_dir, "mlartifacts"))
         setup = Setup(exp, smoke, sweep_dir, store.join(ray_storage, "store"), ray_storage, mlflow_uri, exp_id,
                       device)
+        optuna_uri = f"sqlite:///{os.path.join(local_dir, 'optuna.db')}" if exp.search == "optuna" else None
+        store.write_json(store.join(sweep_dir, "sweep.json"), {  # where everything of this sweep lives
+            "experiment": exp.name, "name": name, "storage": ray_storage, "mlflow_uri": mlflow_uri,
+            "mlflow_experiment_id": exp_id, "optuna_storage": optuna_uri, "optuna_study": name if optuna_uri else None,
+            "smoke": smoke, "objectives": exp.objectives})
         resources = {"cpu": exp.cpus_per_trial if exp.workers == 0 else 1,
                      "gpu": exp.gpus_per_worker if exp.workers == 0 else 0}
         fn = tune.with_resources(tune.with_parameters(trainable, setup=setup), resources)
         run_config = tune.RunConfig(name=name, storage_path=ray_storage,
-                                    failure_config=tune.FailureConfig(max_failures=0))
+                                    failure_config=tune.FailureConfig(max_failures=max_failures))
         path = store.join(ray_storage, name)
         if resume and tune.Tuner.can_restore(path):
-            tuner = tune.Tuner.restore(path, trainable=fn, param_space=exp.space, resume_errored=False,
-                                       restart_errored=False)
+            tuner = tune.Tuner.restore(path, trainable=fn, param_space=exp.space, resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False)
         else:
             tuner = tune.Tuner(fn, param_space=exp.space, run_config=run_config, tune_config=tune.TuneConfig(
-                search_alg=_searcher(exp, local_dir, name), num_samples=n, max_concurrent_trials=concurrent))
+                search_alg=_searcher(exp, local_dir, name), scheduler=_scheduler(exp), num_samples=n,
+                max_concurrent_trials=concurrent))
         start = time.perf_counter()
         try:
             grid = tuner.fit()
@@ -253,15 +266,15 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
             raise RaysweepError(f"sweep {name} could not run: {type(e).__name__}: "
                                 f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
         rows = result_rows(grid, exp, smoke)
+        mlflow_pending = sync_mlflow(grid, rows, setup)
     finally:
         ray.shutdown()
     table = store.join(sweep_dir, "results.parquet")
     write_table(rows, table)
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "diverged", "error")}
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "diverged", "error", "pruned")}
     return {"experiment": exp.name, "name": name, "trials": len(rows), **counts, "results": table,
-            "mlflow_uri": mlflow_uri, "optuna_storage": f"sqlite:///{os.path.join(local_dir, 'optuna.db')}"
-            if exp.search == "optuna" else None, "seconds": round(time.perf_counter() - start, 1),
-            "objectives": exp.objectives}
+            "mlflow_uri": mlflow_uri, "mlflow_pending": mlflow_pending, "optuna_storage": optuna_uri,
+            "seconds": round(time.perf_counter() - start, 1), "objectives": exp.objectives}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -275,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default=None, help="sweep name (default: the experiment's name)")
     p.add_argument("--smoke", action="store_true", help="tiny trials: check a sweep end to end in minutes")
     p.add_argument("--resume", action="store_true", help="continue the sweep of the same --name/--storage")
+    p.add_argument("--max-failures", type=int, default=1,
+                   help="restarts of a trial whose worker died (it continues from its last saved state)")
     p.add_argument("--report", action="store_true", help="write the Pareto/curves/HTML report at the end")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
@@ -283,11 +298,13 @@ def main(argv: list[str] | None = None) -> None:
     def job() -> dict:
         if args.num_samples is not None and args.num_samples <= 0:
             raise RaysweepError(f"--num-samples must be positive, got {args.num_samples}")
+        if args.max_failures < 0:
+            raise RaysweepError(f"--max-failures must be >= 0, got {args.max_failures}")
         exp = load(args.experiment)
         name = args.name or (exp.name + ("-smoke" if args.smoke else ""))
         out = sweep(exp, storage=args.storage, name=name, mlflow_uri=args.mlflow_uri, num_samples=args.num_samples,
                     max_concurrent=args.max_concurrent, smoke=args.smoke, resume=args.resume, address=args.address,
-                    device=device_from(args.device))
+                    device=device_from(args.device), max_failures=args.max_failures)
         if args.report and out["ok"] + out["diverged"] > 0:
             from .report import build
 
@@ -300,9 +317,12 @@ def main(argv: list[str] | None = None) -> None:
             out["report"] = build(sweep_dir, x, y, objs[2:], local_out, out["mlflow_uri"])["report"]
         if not args.json:
             print(f"\nsweep {out['name']}: {out['trials']} trials ({out['ok']} ok, {out['diverged']} diverged, "
-                  f"{out['error']} error) in {out['seconds']}s\n  results: {out['results']}\n"
+                  f"{out['error']} error" + (f", {out['pruned']} pruned" if out["pruned"] else "")
+                  + f") in {out['seconds']}s\n  results: {out['results']}\n"
                   f"  MLflow:  mlflow ui --backend-store-uri {out['mlflow_uri']} --port 5000"
                   + (f"\n  Optuna:  {out['optuna_storage']} (study {out['name']})" if out["optuna_storage"] else "")
+                  + (f"\n  {out['mlflow_pending']} trial(s) not yet in MLflow (server unreachable): rerun with "
+                     "--resume once it is back" if out["mlflow_pending"] else "")
                   + (f"\n  report:  {out['report']}" if out.get("report") else ""))
         return out
 

@@ -41,10 +41,16 @@ def tiny_config(**overrides) -> Config:
     return cfg.validate()
 
 
-def run_cli(*args, timeout=300, env=None):
+def run_cli(*args, timeout=300, env=None, cwd=None):
     """Run ``python -m ...`` as a user would; returns the CompletedProcess."""
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def start_cli(*args, env=None, cwd=None) -> subprocess.Popen:
+    """``python -m ...`` in the background, in its own process group (so a test can kill all of it)."""
+    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,39 +62,77 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(cmd: list[str], health_url: str, timeout: float = 90) -> subprocess.Popen:
+    """Start a server in its own process group and wait until ``health_url`` answers."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(health_url, timeout=2)
+            return proc
+        except OSError as e:
+            if getattr(e, "code", None):  # an HTTP error status: the server is up
+                return proc
+            if time.time() > deadline or proc.poll() is not None:
+                stop(proc)
+                raise RuntimeError(f"{cmd[:3]} did not start")
+            time.sleep(0.5)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a process started with start_new_session, and its children, by PID."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def start_mlflow(db: Path, port: int) -> subprocess.Popen:
+    """A real MLflow tracking server on 127.0.0.1 with a SQLite store."""
+    return start_server([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
+                         "--artifacts-destination", str(db.parent / "artifacts"), "--host", "127.0.0.1",
+                         "--port", str(port), "--workers", "1"], f"http://127.0.0.1:{port}/health")
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real MLflow tracking server on 127.0.0.1 with a SQLite store, stopped by PID at the end."""
-    tmp = tmp_path_factory.mktemp("mlflow")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                             f"sqlite:///{tmp}/mlflow-server.db", "--artifacts-destination", str(tmp / "artifacts"),
-                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
+    proc = start_mlflow(tmp_path_factory.mktemp("mlflow") / "mlflow-server.db", port)
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)
+
+
+def kill_ray_under(tmpdir: str) -> None:
+    """SIGKILL what is left of a Ray runtime whose session lives under ``tmpdir`` (by PID, nothing else)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
         try:
-            urllib.request.urlopen(uri + "/health", timeout=2)
-            break
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+            files = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
         except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                raise RuntimeError("mlflow server did not start")
-            time.sleep(0.5)
-    yield uri
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+            continue
+        # Ray's agents rename themselves; their open session logs still say whose they are
+        if tmpdir in cmdline or f"RAY_TMPDIR={tmpdir}" in environ or any(f.startswith(tmpdir) for f in files):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.fixture
 def ray_env():
-    """Ray's session files in this test's own directory (short: Unix socket paths are limited to 107 bytes)."""
+    """Ray's session files in this test's own directory (short: Unix socket paths are limited to 107 bytes);
+    whatever of that Ray runtime is still alive at the end is killed by PID."""
     d = tempfile.mkdtemp(prefix="rs", dir="/tmp")
     yield {"RAY_TMPDIR": d}
+    kill_ray_under(d)
     shutil.rmtree(d, ignore_errors=True)
 
 

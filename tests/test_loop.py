@@ -70,3 +70,34 @@ def test_post_backward_hook_sees_gradients():
     before = model.weight.detach().clone()
     finetune(model, Masked(), {"d": it}, 20, lr=0.05)
     assert torch.equal(model.weight[:, :2], before[:, :2]) and not torch.equal(model.weight[:, 2:], before[:, 2:])
+
+
+def test_a_resumed_run_ends_exactly_where_the_uninterrupted_one_does():
+    """Same batches, same noise, same Adam moments and EMA: resuming from a saved state changes nothing."""
+    def setup():
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+        g = torch.Generator().manual_seed(2)
+        x = torch.randn(512, 4, generator=g)
+
+        def batches():  # a seeded stream: position matters
+            while True:
+                idx = torch.randint(0, 512, (32,), generator=g)
+                yield x[idx], x[idx].sum(1)
+
+        def loss(m, b, s):  # global-RNG noise, like the denoising loss
+            xb, yb = b["d"]
+            return torch.nn.functional.mse_loss(m(xb + 0.1 * torch.randn_like(xb)).squeeze(1), yb)
+
+        return model, {"d": batches()}, loss
+
+    model, streams, loss = setup()
+    states = []
+    full = finetune(model, loss, streams, 40, lr=0.01, ema=0.9, seed=3, save=states.append, save_every=15)
+    assert [s.step for s in states] == [15, 30]
+
+    resumed_model, streams, loss = setup()
+    res = finetune(resumed_model, loss, streams, 40, lr=0.01, ema=0.9, seed=3, resume=states[0])
+    assert res.steps_run == 40 and res.losses == full.losses
+    for a, b in zip(model.state_dict().values(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b)

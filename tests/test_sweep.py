@@ -89,3 +89,16 @@ def test_cluster_yaml_passes_rays_schema():
     broken = {**config, "provider": {"region": "x"}}  # the schema does catch a broken file
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
+
+
+def test_asha_pruned_trials_are_recorded_as_pruned(tmp_path, ray_env):
+    storage = tmp_path / "sweeps"
+    res = run_cli("raysweep.tune", str(DATA / "pruned_sweep.py"), "--smoke", "--storage", str(storage),
+                  "--max-concurrent", "1", "--json", timeout=600, env=ray_env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = {r["unlearn.steps"]: r for r in pq.read_table(storage / "pruned-smoke" / "results.parquet").to_pylist()}
+    assert rows[5]["status"] == "ok" and rows[20]["status"] == "pruned"
+    assert json.loads(res.stdout.strip().splitlines()[-1])["pruned"] == 1
+    client = MlflowClient(f"sqlite:///{storage / 'pruned-smoke' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("pruned-smoke").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]

@@ -1,0 +1,81 @@
+"""Steps/s of unlearning inside a Ray trial (Train workers W = 0 and W = 1) vs the same trial function called
+directly, same thread count, same config, alternating rounds.
+
+    python bench/trial_overhead.py [--steps 300] [--rounds 2]
+Prints one JSON object; ratio = steps/s in the Ray trial / steps/s direct (target >= 0.95 for W = 0).
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
+
+from raysweep import store  # noqa: E402
+from raysweep.experiment import Experiment  # noqa: E402
+from raysweep.trial import run_trial  # noqa: E402
+from raysweep.tune import sweep  # noqa: E402
+
+THREADS = 2
+
+
+def base(steps: int) -> dict:
+    # a real digits-preset unlearning phase; a short pretraining (speed does not depend on the base's quality) and a
+    # small evaluation keep the rest of the trial short
+    return {"unlearn.method": "dimum", "unlearn.steps": steps, "pretrain.steps": 100, "judge.epochs": 5,
+            "eval.steps": 5, "eval.n_forget": 40, "eval.n_per_class": 10, "attack.steps": (0,),
+            "attack.control": False, "unlearn.checkpoint_every": 0}
+
+
+def rate(result: dict) -> float:
+    return result["unlearn_steps_run"] / result["unlearn_seconds"]
+
+
+def direct(exp: Experiment, root: str, n: int) -> float:
+    torch.set_num_threads(THREADS)
+    return rate(run_trial(exp.trial_config({}), store.join(root, "store"), os.path.join(root, f"direct-{n}")))
+
+
+def in_ray(exp: Experiment, root: str, n: int) -> float:
+    out = sweep(exp, storage=root, name=f"{exp.name}-{n}", mlflow_uri=None, num_samples=1, max_concurrent=1,
+                smoke=False, resume=False, address=None, device="cpu")
+    assert out["ok"] == 1, out
+    trials = Path(root, f"{exp.name}-{n}", "trials")
+    (trial,) = list(trials.iterdir())
+    return rate(json.loads((trial / "result.json").read_text()))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--rounds", type=int, default=2)
+    a = p.parse_args()
+    root = tempfile.mkdtemp(prefix="rsbench")
+    os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="rsb", dir="/tmp"))
+    exps = {f"W={w}": Experiment(name=f"overhead-w{w}", space={}, base=base(a.steps), search="grid", workers=w,
+                                 cpus_per_trial=THREADS, objectives={"ar_mu": "min"}) for w in (0, 1)}
+    try:
+        direct(exps["W=0"], root, -1)  # builds the cached base and judge; not timed
+        rates = {"direct": [], "W=0": [], "W=1": []}
+        for r in range(a.rounds):  # alternate, so machine noise hits all alike
+            rates["direct"].append(direct(exps["W=0"], root, r))
+            for k in ("W=0", "W=1"):
+                rates[k].append(in_ray(exps[k], root, r))
+        best = {k: round(max(v), 3) for k, v in rates.items()}
+        print(json.dumps({"bench": "trial_overhead", "what": f"dimum unlearning, digits preset UNet, batch 64, "
+                          f"{a.steps} steps, {THREADS} torch threads, best of {a.rounds} alternating rounds",
+                          "machine": machine(), "steps_per_s": best, "all": rates,
+                          "ratio": {k: round(best[k] / best["direct"], 3) for k in ("W=0", "W=1")},
+                          "target": {"W=0": 0.95}}))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

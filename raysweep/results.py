@@ -1,0 +1,80 @@
+"""The sweep's results table: one row per trial (status, error, every config field under its dotted name, every
+final metric, checkpoint URIs, MLflow run), written as Parquet through ``pyarrow.fs``."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+from . import store
+from .config import RaysweepError, flatten
+from .experiment import Experiment
+from .trial import REPORTED_METRICS
+
+
+def result_rows(grid, exp: Experiment, smoke: bool) -> list[dict]:
+    rows = []
+    for r in grid:
+        m = dict(r.metrics or {})
+        parts = os.path.basename(r.path or "").split("_")  # trainable_<trial id>_<n>_<params>
+        row: dict[str, Any] = {"trial_id": m.get("trial_id") or (parts[1] if len(parts) > 1 else "?"),
+                               "experiment": exp.name}
+        if r.error is not None:
+            lines = [ln for ln in str(r.error).strip().splitlines() if ln.strip()]
+            cause = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
+            row.update(status="error", error=cause.strip()[:1000])
+        elif m.get("phase") != "final" and "status" in m:  # stopped early by the scheduler (ASHA)
+            row.update(status="pruned", error="")
+        else:
+            row.update(status=m.get("status", "error"), error="" if "status" in m else "no final result")
+        try:
+            row.update(flatten(exp.trial_config(r.config or {}, smoke).to_dict()))
+        except RaysweepError as e:
+            row.update({k: v for k, v in (r.config or {}).items()})
+            row["error"] = row["error"] or str(e)
+        for k in sorted(REPORTED_METRICS):
+            row[k] = m.get(k, math.nan) if r.error is None else math.nan
+        row["time_total_s"] = m.get("time_total_s", math.nan)
+        if row["status"] == "pruned":  # what it had shown when stopped: a lower bound of its attack success
+            row["attack_step"] = m.get("attack_step", -1)
+            row["ar_dimra_max"] = _max_seen(r, "ar_dimra")
+        for k, v in m.items():
+            if k.startswith(("ar_dimra/", "ar_cl_curve/")) and r.error is None:
+                row[k] = v
+        row["unlearned_uri"] = m.get("unlearned_uri", "")
+        row["attack_uris"] = m.get("attack_uris", "{}")
+        row["mlflow_run_id"] = m.get("mlflow_run_id", "")
+        row["mlflow_status"] = m.get("mlflow_status", "pending")
+        row["attempts"] = m.get("attempts", 0)
+        rows.append(row)
+    return rows
+
+
+def _max_seen(result, metric: str) -> float:
+    try:
+        df = result.metrics_dataframe
+        return float(df[metric].max()) if df is not None and metric in df else math.nan
+    except (OSError, ValueError, KeyError):
+        return math.nan
+
+
+def write_table(rows: list[dict], uri: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {k: [r.get(k) for r in rows] for k in dict.fromkeys(k for r in rows for k in r)}
+    arrays = {}
+    for k, values in columns.items():
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in values) and any(
+                isinstance(v, float) for v in values):
+            values = [None if v is None else float(v) for v in values]
+        try:
+            arrays[k] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays[k] = pa.array([None if v is None else json.dumps(v) if not isinstance(v, str) else v
+                                  for v in values])
+    fs, path = store.resolve(uri)
+    fs.create_dir(os.path.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as f:
+        pq.write_table(pa.table(arrays), f)

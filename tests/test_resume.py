@@ -1,0 +1,71 @@
+"""An interrupted trial resumed from its saved loop state ends where an uninterrupted one does."""
+import pytest
+
+from conftest import tiny_config
+from raysweep import store
+from raysweep.trial import run_trial
+
+METRICS = ("ar_base", "ar_mu", "ar_cl", "retain_acc", "fid_judge", "convergence", "ar_dimra_final")
+
+
+class Crash(Exception):
+    pass
+
+
+def _cfg():
+    return tiny_config(**{"unlearn.method": "salun", "unlearn.steps": 30, "unlearn.checkpoint_every": 10,
+                          "attack.steps": (0, 10, 20), "unlearn.batch_size": 16, "attack.batch_size": 16,
+                          "salun.mask_batches": 1, "pretrain.steps": 12, "attack.control": False})
+
+
+@pytest.mark.parametrize("phase, crash_at", [("unlearn-state", 20), ("attack-state", 10)])
+def test_interrupted_trial_resumes_to_the_same_result(tmp_path_factory, monkeypatch, phase, crash_at):
+    root = str(tmp_path_factory.getbasetemp() / "shared-store")
+    full = run_trial(_cfg(), root, str(tmp_path_factory.mktemp("full")))
+
+    save_loop = store.save_loop
+
+    def crashing(uri, state, config):  # the process dies right after this state reached storage
+        save_loop(uri, state, config)
+        if phase in uri and state.step == crash_at:
+            raise Crash
+
+    monkeypatch.setattr(store, "save_loop", crashing)
+    trial_dir = str(tmp_path_factory.mktemp("resumed"))
+    with pytest.raises(Crash):
+        run_trial(_cfg(), root, trial_dir)
+    assert not store.exists(store.join(trial_dir, "result.json"))
+    monkeypatch.setattr(store, "save_loop", save_loop)
+
+    seen = []
+    resumed = run_trial(_cfg(), root, trial_dir, resume=True, report=lambda m, uri: seen.append(m.get("attack_step")))
+    assert resumed["attempts"] == 2
+    for k in METRICS:
+        assert resumed[k] == pytest.approx(full[k], abs=1e-6), k
+    assert resumed["ar_dimra"] == pytest.approx(full["ar_dimra"], abs=1e-6)
+    assert resumed["unlearn_loss_curve"] == pytest.approx(full["unlearn_loss_curve"], abs=1e-6)
+    # the attack after a crash at its step 10 reports only what was left to do
+    assert seen == ([None, 0, 10, 20] if phase == "unlearn-state" else [None, 20])
+    # a finished trial resumed again is not rerun
+    assert run_trial(_cfg(), root, trial_dir, resume=True)["attempts"] == 2
+
+
+def test_a_damaged_saved_state_is_reported_not_used(tmp_path_factory, monkeypatch):
+    root = str(tmp_path_factory.getbasetemp() / "shared-store")
+    save_loop = store.save_loop
+
+    def crashing(uri, state, config):
+        save_loop(uri, state, config)
+        raise Crash
+
+    monkeypatch.setattr(store, "save_loop", crashing)
+    trial_dir = tmp_path_factory.mktemp("damaged")
+    with pytest.raises(Crash):
+        run_trial(_cfg(), root, str(trial_dir))
+    monkeypatch.setattr(store, "save_loop", save_loop)
+    state = trial_dir / "unlearn-state.parquet"
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the tensors
+    state.write_bytes(bytes(data))
+    with pytest.raises(store.CorruptCheckpoint, match="unlearn-state.parquet"):
+        run_trial(_cfg(), root, str(trial_dir), resume=True)
