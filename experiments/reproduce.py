@@ -137,13 +137,20 @@ def write_report(rows: list[dict], args) -> None:
     if not strength:
         lines.append("Not run in this study (`--phases` left it out); `experiments/attack_strength.py` sweeps it.")
     else:
-        lines += ["| method | attack | ar_mu | ar_dimra curve (attack step: AR) | ar_dimra_max | retain_acc after |",
+        lines += ["| method | attack | ar_mu | ar_dimra curve (attack step: AR) | ar_dimra_max | retain_acc (unlearned) |",
                   "|---|---|---|---|---|---|"]
     for r in strength:
         att = ", ".join(f"{k}={v}" for k, v in r["overrides"].items() if k.startswith("attack") and k != "attack.steps")
         lines.append(f"| {r['method']} | {att or 'default (aux test, lr 1e-4)'} | {r['ar_mu']:.3f} | "
                      + ", ".join(f"{k}: {v:.2f}" for k, v in r["ar_dimra"].items())
                      + f" | {r['ar_dimra_max']:.3f} | {r['retain_acc']:.3f} |")
+    missing = [ov for ph, ov in plan(args.seeds, args.steps) if ph == "strength"
+               and key_of(ph, ov) not in {r["key"] for r in rows}]
+    if strength and missing:
+        lines += ["", "Not run yet (rerun the command at the top; finished trials are skipped): " + "; ".join(
+            f"{ov['unlearn.method']} " + (", ".join(f"{k}={v}" for k, v in ov.items() if k not in
+                                                   ("unlearn.method", "attack.steps")) or "default")
+            for ov in missing) + "."]
     long_ = [r for r in ok if r["phase"] == "long"]
     if long_:
         lsteps = [int(k) for k in long_[0]["ar_dimra"]]
@@ -187,9 +194,11 @@ def write_report(rows: list[dict], args) -> None:
         lines[-1] += f"→ **{'reproduced' if all(verdicts) else 'partly reproduced' if any(verdicts) else 'refuted here'}**."
     if strength:
         worst = {m: max(r["ar_dimra_max"] for r in strength if r["method"] == m) for m in sorted({r["method"] for r in strength})}
-        lines.append("1c. **…under a stronger attack** (lr 1e-3, aux retain / generated, 2,000 steps; same reversal rule on "
-                     "the worst attack per method): " + ", ".join(f"{m} worst ar_dimra_max {v:.2f}" for m, v in worst.items())
-                     + f" → reversed: {[m for m, v in worst.items() if v >= 0.5 and m != 'dimum'] or 'none'}.")
+        tried = {m: sum(r["method"] == m for r in strength) for m in worst}
+        lines.append("1c. **…under a stronger attack** (the attack variants in the table above: lr, aux set, up to 2,000 steps; same "
+                     "reversal rule on the worst attack per method): " + ", ".join(
+                         f"{m} worst ar_dimra_max {v:.2f} over {tried[m]} attack(s)" for m, v in worst.items())
+                     + f" → reversed: {[m for m, v in worst.items() if v >= 0.5] or 'none'}.")
     d = [r for r in table if r["method"] == "dimum"]
     if d:
         dmax = statistics.mean(r["ar_dimra_max"] for r in d)
