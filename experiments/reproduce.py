@@ -24,6 +24,7 @@ from raysweep.trial import run_trial
 ROOT = Path(__file__).resolve().parents[1]
 LONG_ATTACK = (0, 250, 500, 1000, 2000)
 METHODS = ["finetune", "ga", "salun", "sa", "esd", "erasediff", "dimum", "retrain"]
+FEATURES = "<!-- feature-unlearning -->"  # where reproduce_styles.py's section starts
 
 
 def plan(seeds: int, steps_list: list[int]) -> list[tuple[str, dict]]:
@@ -241,7 +242,9 @@ def write_report(rows: list[dict], args) -> None:
               + "."]
     docs = ROOT / "docs"
     docs.mkdir(exist_ok=True)
-    (docs / "results.md").write_text("\n".join(lines) + "\n")
+    old = (docs / "results.md").read_text() if (docs / "results.md").exists() else ""
+    kept = old[old.index(FEATURES):] if FEATURES in old else ""  # reproduce_styles.py's section
+    (docs / "results.md").write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
     import csv
     fields = sorted({k for r in rows for k in r if not isinstance(r[k], (dict, list))})
     with (docs / "results.csv").open("w", newline="") as f:

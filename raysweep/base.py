@@ -15,14 +15,14 @@ from .config import Config, content_hash
 from .data import Dataset, load_dataset, retain_stream, stream
 from .diffusion import DenoisingLoss, make_unet
 from .evaluate import Evaluator
-from .judge import make_judge, train_judge
+from .judge import factor_accuracy, make_judge, train_judge
 from .loop import finetune
 
 
 def _data_key(cfg: Config) -> dict:
     d = dataclasses.asdict(cfg.data)
-    d.pop("forget_class")
-    d.pop("download")
+    for k in ("forget_class", "download", "target") + (("styles",) if cfg.data.dataset != "digits-styles" else ()):
+        d.pop(k)  # what does not change the data a base is trained on (keeps earlier cache keys valid)
     return d
 
 
@@ -35,8 +35,28 @@ def judge_key(cfg: Config) -> dict:
     return {"data": _data_key(cfg), "judge": dataclasses.asdict(cfg.judge)}
 
 
+SD_PRESETS = ("sd", "sd-tiny")
+
+
 def new_unet(cfg: Config, ds: Dataset) -> nn.Module:
-    return make_unet(cfg.model, ds.name, ds.channels, ds.resolution, ds.num_classes)
+    c = ds.conditions
+    if cfg.model.preset in SD_PRESETS:  # text-conditioned latent UNet: transformers is imported only here
+        from .sd import new_model
+
+        return new_model(cfg.model, c)
+    return make_unet(cfg.model, ds.name, ds.channels, ds.resolution, len(c.objects), len(c.styles))
+
+
+def training_space(cfg: Config, pixels: Dataset):
+    """(dataset the diffusion model trains on, codec back to pixels or None). Stable Diffusion trains on VAE
+    latents of the images, encoded once; judges and FID always see pixels."""
+    if cfg.model.preset not in SD_PRESETS:
+        return pixels, None
+    from .sd import codec_for
+
+    codec = codec_for(cfg.model, pixels.conditions, pixels.channels)
+    return Dataset(pixels.name, codec.encode(pixels.train_x), pixels.train_y, codec.encode(pixels.test_x),
+                   pixels.test_y, pixels.conditions), codec
 
 
 def pretrain_model(cfg: Config, ds: Dataset, exclude: int | None = None, progress: bool = False,
@@ -53,21 +73,22 @@ def pretrain_model(cfg: Config, ds: Dataset, exclude: int | None = None, progres
 
 
 def get_judge(cfg: Config, ds: Dataset, root: str, device: str = "cpu"):
-    """(judge, test accuracy, judge id)."""
+    """(judge, {test_acc[, object_acc, style_acc]} on the real test split, judge id)."""
     def build():
         judge, acc = train_judge(ds, cfg.judge, device)
-        return judge, {"test_acc": acc}
+        return judge, {"test_acc": acc, **(factor_accuracy(judge, ds) if ds.conditions.factored else {})}
 
+    c = ds.conditions
     judge, extra, _ = store.cached_module(root, "judge", judge_key(cfg), build,
-                                          lambda: make_judge(ds.name, ds.channels, ds.num_classes))
-    return judge.to(device).eval(), extra["test_acc"], f"judge-{content_hash(judge_key(cfg))}"
+                                          lambda: make_judge(ds.name, ds.channels, len(c.objects), len(c.styles)))
+    return judge.to(device).eval(), extra, f"judge-{content_hash(judge_key(cfg))}"
 
 
 def get_base(cfg: Config, ds: Dataset, root: str, progress: bool = False, device: str = "cpu"):
     """(base model, its checkpoint URI, was_cached)."""
     def build():
         model, result = pretrain_model(cfg, ds, progress=progress, device=device)
-        return model, {"steps": result.steps_run, "seconds": result.seconds, "final_loss": result.losses[-1]}
+        return model, {"steps": result.steps_run, "seconds": result.seconds, "final_loss": result.losses[-1] if result.losses else None}
 
     model, _, cached = store.cached_module(root, "base", model_key(cfg), build, lambda: new_unet(cfg, ds))
     uri = store.join(root, "base", f"base-{content_hash(model_key(cfg))}.parquet")
@@ -78,7 +99,7 @@ def get_base(cfg: Config, ds: Dataset, root: str, progress: bool = False, device
 class Bases:
     """What every trial starts from."""
     cfg: Config
-    ds: Dataset
+    ds: Dataset  # what the model trains on (pixels, or latents for Stable Diffusion); evaluator.ds is pixels
     model: nn.Module
     model_uri: str
     evaluator: Evaluator
@@ -86,7 +107,10 @@ class Bases:
 
 
 def prepare(cfg: Config, root: str, progress: bool = False, device: str = "cpu") -> Bases:
-    ds = load_dataset(cfg.data)
-    judge, acc, judge_id = get_judge(cfg, ds, root, device)
+    pixels = load_dataset(cfg.data)
+    ds, codec = training_space(cfg, pixels)
+    judge, info, judge_id = get_judge(cfg, pixels, root, device)
     model, uri, cached = get_base(cfg, ds, root, progress, device)
-    return Bases(cfg, ds, model, uri, Evaluator(ds, judge, acc, judge_id, cfg.eval), cached)
+    factors = {f"judge_{k}": v for k, v in info.items() if k != "test_acc"}
+    ev = Evaluator(pixels, judge, info["test_acc"], judge_id, cfg.eval, factors, codec, tuple(ds.train_x.shape[1:]))
+    return Bases(cfg, ds, model, uri, ev, cached)

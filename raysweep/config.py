@@ -8,10 +8,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
-DATASETS = {"digits": 10, "cifar10": 10}  # name -> number of classes K
+DATASETS = {"digits": 10, "cifar10": 10, "digits-styles": 10}  # name -> number of object classes K
 
 
 class RaysweepError(Exception):
@@ -31,12 +32,18 @@ class Data:
     test_fraction: float = 0.2  # digits: share of the 1,797 images held out as the test split
     split_seed: int = 0
     forget_class: int = 3
+    # digits-styles: the styles every digit is rendered in (data.STYLES); the conditions are (digit, style)
+    styles: str = "plain,inverted,rotated,faint"
+    # what is forgotten: object=NAME | style=NAME | object=NAME,style=NAME; "" = object=<forget_class>
+    target: str = ""
 
 
 @dataclass
 class Model:
-    preset: str = ""  # "" = the dataset's preset; "tiny" for tests
+    preset: str = ""  # "" = the dataset's preset; "tiny" for tests; "sd" (Stable Diffusion) | "sd-tiny" (stand-in)
     dropout: float = 0.0
+    sd_path: str = ""  # preset sd: a local diffusers-layout directory (unet/ text_encoder/ tokenizer/ vae/)
+    sd_download: bool = False  # preset sd: sd_path is a hub id to fetch (only when asked)
 
 
 @dataclass
@@ -169,6 +176,14 @@ class Config:
     def num_classes(self) -> int:
         return DATASETS[self.data.dataset]
 
+    @property
+    def target(self):
+        """The parsed ``data.target`` (raysweep.target.Target)."""
+        from .target import conditions, parse_target
+
+        return parse_target(self.data.target or f"object={conditions(self.data).objects[self.data.forget_class]}",
+                            conditions(self.data))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -183,7 +198,10 @@ class Config:
             raise ConfigError(f"data.test_fraction must be in (0, 1), got {d.test_fraction}")
         if d.resolution < 0:
             raise ConfigError(f"data.resolution must be >= 0, got {d.resolution}")
-        for name in ("pretrain.steps", "pretrain.batch_size", "judge.epochs", "judge.batch_size", "eval.steps",
+        if self.pretrain.steps < 0 or (self.pretrain.steps == 0 and self.model.preset != "sd"):
+            raise ConfigError(f"pretrain.steps must be positive (0 only with model.preset=sd: use its weights as "
+                              f"they are), got {self.pretrain.steps}")
+        for name in ("pretrain.batch_size", "judge.epochs", "judge.batch_size", "eval.steps",
                      "eval.n_forget", "eval.n_per_class", "eval.batch_size"):
             if get_path(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {get_path(self, name)}")
@@ -198,6 +216,12 @@ class Config:
             raise ConfigError(f"eval.sampler must be ddim or ddpm, got {self.eval.sampler!r}")
         if self.eval.fid_extractor not in ("judge", "inception"):
             raise ConfigError(f"eval.fid_extractor must be judge or inception, got {self.eval.fid_extractor!r}")
+        if self.model.preset == "sd" and not self.model.sd_path:
+            raise ConfigError("model.preset=sd needs model.sd_path: a local Stable Diffusion directory (or a hub id "
+                              "with model.sd_download=true)")
+        if self.model.preset == "sd" and not self.model.sd_download and not os.path.isdir(self.model.sd_path):
+            raise ConfigError(f"Stable Diffusion weights not found: {self.model.sd_path} is not a directory "
+                              "(set model.sd_download=true to fetch it as a hub id)")
         if self.eval.guidance < 0:
             raise ConfigError(f"eval.guidance must be >= 0, got {self.eval.guidance}")
         self._validate_unlearning()
@@ -223,7 +247,7 @@ class Config:
             raise ConfigError(f"salun.mask_fraction must be in (0, 1], got {self.salun.mask_fraction}")
         if self.unlearn.stop_ar > 1.0:
             raise ConfigError(f"unlearn.stop_ar must be <= 1 (negative = fixed steps), got {self.unlearn.stop_ar}")
-        parse_alternative(self.dimum.alternative, self.data.forget_class, self.num_classes)
+        parse_alternative(self.dimum.alternative, self.target)  # also parses data.target
         if self.attack.aux not in AUX_CHOICES:
             raise ConfigError(f"unknown attack.aux {self.attack.aux!r}; choose one of {list(AUX_CHOICES)}")
         steps = list(self.attack.steps)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import ConfigError, Data, RaysweepError
+from .target import Conditions, Target, as_target, conditions
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -22,10 +23,15 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 class Dataset:
     name: str
     train_x: torch.Tensor
-    train_y: torch.Tensor
+    train_y: torch.Tensor  # condition indices (raysweep.target.Conditions)
     test_x: torch.Tensor
     test_y: torch.Tensor
-    num_classes: int
+    conditions: Conditions
+
+    @property
+    def num_classes(self) -> int:
+        """Number of conditions (classes; objects x styles for a two-factor dataset)."""
+        return self.conditions.n
 
     @property
     def channels(self) -> int:
@@ -35,13 +41,18 @@ class Dataset:
     def resolution(self) -> int:
         return self.train_x.shape[-1]
 
+    def split(self, split: str = "train") -> Batch:
+        return (self.train_x, self.train_y) if split == "train" else (self.test_x, self.test_y)
+
     def of_class(self, c: int, split: str = "train") -> torch.Tensor:
-        x, y = (self.train_x, self.train_y) if split == "train" else (self.test_x, self.test_y)
+        x, y = self.split(split)
         return x[y == c]
 
-    def without_class(self, c: int, split: str = "train") -> Batch:
-        x, y = (self.train_x, self.train_y) if split == "train" else (self.test_x, self.test_y)
-        keep = y != c
+    def where(self, target: Target | int, forgotten: bool, split: str = "train") -> Batch:
+        """The images (and their labels) that are, or are not, the target."""
+        x, y = self.split(split)
+        keep = as_target(target, self.conditions).mask(y)
+        keep = keep if forgotten else ~keep
         return x[keep], y[keep]
 
 
@@ -61,7 +72,34 @@ def load_digits(cfg: Data) -> Dataset:
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=cfg.test_fraction, random_state=cfg.split_seed,
                                           stratify=y)
     t = lambda a: _resize(torch.from_numpy(a)[:, None], cfg.resolution)  # noqa: E731
-    return Dataset("digits", t(xtr), torch.from_numpy(ytr), t(xte), torch.from_numpy(yte), 10)
+    return Dataset("digits", t(xtr), torch.from_numpy(ytr), t(xte), torch.from_numpy(yte), conditions(cfg))
+
+
+# digits-styles: deterministic renderings of an image in [-1, 1] (background -1). At 8x8 a judge must be able to
+# tell them apart from *any* digit: mirroring (0, 1, 8 are symmetric) and thickening (blobs) are offered but
+# not default.
+STYLES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "plain": lambda x: x,
+    "inverted": lambda x: -x,
+    "rotated": lambda x: torch.rot90(x, -1, dims=(-2, -1)),  # a quarter turn clockwise
+    "faint": lambda x: (x + 1) * 0.5 - 1,  # strokes at half intensity
+    "mirrored": lambda x: torch.flip(x, dims=(-1,)),
+    "thick": lambda x: F.max_pool2d(x, 3, stride=1, padding=1),
+}
+
+
+def load_digits_styles(cfg: Data) -> Dataset:
+    """Every digit image rendered in each style of ``data.styles``; condition = digit * S + style. The split is
+    the digits split, so no test image appears in training in any style."""
+    base, conds = load_digits(cfg), conditions(cfg)
+    s = len(conds.styles)
+
+    def render(x: torch.Tensor, y: torch.Tensor) -> Batch:
+        xs = torch.cat([STYLES[name](x) for name in conds.styles])
+        ys = torch.cat([y * s + i for i in range(s)])
+        return xs, ys
+
+    return Dataset("digits-styles", *render(base.train_x, base.train_y), *render(base.test_x, base.test_y), conds)
 
 
 def load_cifar10(cfg: Data) -> Dataset:
@@ -81,10 +119,11 @@ def load_cifar10(cfg: Data) -> Dataset:
         return _resize(x, cfg.resolution), torch.tensor(ds.targets, dtype=torch.int64)
 
     (xtr, ytr), (xte, yte) = split(True), split(False)
-    return Dataset("cifar10", xtr, ytr, xte, yte, 10)
+    return Dataset("cifar10", xtr, ytr, xte, yte, conditions(cfg))
 
 
-LOADERS: dict[str, Callable[[Data], Dataset]] = {"digits": load_digits, "cifar10": load_cifar10}
+LOADERS: dict[str, Callable[[Data], Dataset]] = {"digits": load_digits, "cifar10": load_cifar10,
+                                                  "digits-styles": load_digits_styles}
 
 
 def load_dataset(cfg: Data) -> Dataset:
@@ -105,16 +144,20 @@ def stream(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> Iter
             yield x[idx], y[idx]
 
 
-def noise_stream(shape: tuple[int, ...], label: int, batch_size: int, seed: int) -> Iterator[Batch]:
-    """Fresh uniform-noise images in [-1, 1], all labelled ``label`` (SA's forget target, DiMUM's `noise`)."""
+def noise_stream(shape: tuple[int, ...], labels: int | list[int], batch_size: int, seed: int) -> Iterator[Batch]:
+    """Fresh uniform-noise images in [-1, 1] labelled with the target's conditions (SA's forget target, DiMUM's
+    ``noise``); with several, each image takes one at random."""
     g = torch.Generator().manual_seed(seed)
-    labels = torch.full((batch_size,), label, dtype=torch.int64)
+    pool = torch.tensor([labels] if isinstance(labels, int) else list(labels), dtype=torch.int64)
+    fixed = pool.repeat(batch_size)[:batch_size] if len(pool) == 1 else None
     while True:
-        yield torch.rand((batch_size, *shape), generator=g) * 2 - 1, labels
+        x = torch.rand((batch_size, *shape), generator=g) * 2 - 1
+        yield x, fixed if fixed is not None else pool[torch.randint(len(pool), (batch_size,), generator=g)]
 
 
-def parse_alternative(spec: str, forget_class: int, num_classes: int) -> tuple[str, int | None]:
-    """``retain`` | ``class:k`` | ``generated`` | ``noise`` -> (kind, k)."""
+def parse_alternative(spec: str, target: Target) -> tuple[str, int | None]:
+    """``retain`` | ``class:k`` | ``style:NAME`` | ``generated`` | ``noise`` -> (kind, k)."""
+    conds = target.conds
     if spec in ("retain", "generated", "noise"):
         return spec, None
     if spec.startswith("class:"):
@@ -122,56 +165,60 @@ def parse_alternative(spec: str, forget_class: int, num_classes: int) -> tuple[s
             k = int(spec.split(":", 1)[1])
         except ValueError:
             raise ConfigError(f"alternative {spec!r}: class:k needs an integer k") from None
-        if not 0 <= k < num_classes:
-            raise ConfigError(f"alternative {spec!r}: class {k} is out of range (0..{num_classes - 1})")
-        if k == forget_class:
-            raise ConfigError(f"alternative {spec!r}: k must differ from the forget class {forget_class}")
+        if not 0 <= k < len(conds.objects):
+            raise ConfigError(f"alternative {spec!r}: class {k} is out of range (0..{len(conds.objects) - 1})")
+        if k == target.object:
+            raise ConfigError(f"alternative {spec!r}: k must differ from the forget class {k}")
         return "class", k
-    raise ConfigError(f"unknown alternative data {spec!r}; choose retain, class:k, generated or noise")
+    if spec.startswith("style:"):
+        name = spec.split(":", 1)[1]
+        if name not in conds.styles:
+            raise ConfigError(f"alternative {spec!r}: unknown style; choose from {list(conds.styles)}")
+        if conds.styles.index(name) == target.style:
+            raise ConfigError(f"alternative {spec!r}: the style must differ from the forgotten style")
+        return "style", conds.styles.index(name)
+    raise ConfigError(f"unknown alternative data {spec!r}; choose retain, class:k, style:NAME, generated or noise")
 
 
-def forget_stream(ds: Dataset, c_u: int, batch_size: int, seed: int) -> Iterator[Batch]:
-    x = ds.of_class(c_u)
-    return stream(x, torch.full((len(x),), c_u, dtype=torch.int64), batch_size, seed)
+def forget_stream(ds: Dataset, target: Target | int, batch_size: int, seed: int) -> Iterator[Batch]:
+    return stream(*ds.where(target, True), batch_size, seed)
 
 
-def retain_stream(ds: Dataset, c_u: int, batch_size: int, seed: int) -> Iterator[Batch]:
-    return stream(*ds.without_class(c_u), batch_size, seed)
+def retain_stream(ds: Dataset, target: Target | int, batch_size: int, seed: int) -> Iterator[Batch]:
+    return stream(*ds.where(target, False), batch_size, seed)
 
 
-def alternative_stream(ds: Dataset, c_u: int, spec: str, batch_size: int, seed: int,
-                       generated: torch.Tensor | None = None) -> Iterator[Batch]:
-    """D'_u: images that are *not* of class c_u, every one labelled c_u."""
-    kind, k = parse_alternative(spec, c_u, ds.num_classes)
+def alternative_stream(ds: Dataset, target: Target | int, spec: str, batch_size: int, seed: int,
+                       generated: Batch | None = None) -> Iterator[Batch]:
+    """D'_u: images that are *not* the target, each relabelled into the target (``Target.relabel``)."""
+    target = as_target(target, ds.conditions)
+    kind, k = parse_alternative(spec, target)
     if kind == "noise":
-        return noise_stream(tuple(ds.train_x.shape[1:]), c_u, batch_size, seed)
-    if kind == "retain":
-        x = ds.without_class(c_u)[0]
-    elif kind == "class":
-        x = ds.of_class(k)
-    else:
-        if generated is None:
-            raise RaysweepError("alternative 'generated' needs samples of the pretrained model")
-        x = generated
-    return stream(x, torch.full((len(x),), c_u, dtype=torch.int64), batch_size, seed)
+        return noise_stream(tuple(ds.train_x.shape[1:]), target.forget, batch_size, seed)
+    if kind == "generated" and generated is None:
+        raise RaysweepError("alternative 'generated' needs samples of the pretrained model")
+    x, y = generated if kind == "generated" else ds.split("train")
+    keep = ~target.mask(y)
+    if kind == "class":
+        keep &= ds.conditions.object_of(y) == k
+    elif kind == "style":
+        keep &= ds.conditions.style_of(y) == k
+    return stream(x[keep], target.relabel(y[keep]), batch_size, seed)
 
 
 AUX_CHOICES = ("test", "retain", "generated")
 
 
-def aux_stream(ds: Dataset, c_u: int, spec: str, batch_size: int, seed: int,
+def aux_stream(ds: Dataset, target: Target | int, spec: str, batch_size: int, seed: int,
                generated: Batch | None = None) -> Iterator[Batch]:
-    """DiMRA's D_aux with true labels; by construction it never contains c_u."""
-    if spec == "test":
-        x, y = ds.without_class(c_u, "test")
-    elif spec == "retain":
-        x, y = ds.without_class(c_u, "train")
+    """DiMRA's D_aux with true labels; by construction it never contains the target."""
+    if spec in ("test", "retain"):
+        x, y = ds.where(target, False, "test" if spec == "test" else "train")
     elif spec == "generated":
         if generated is None:
             raise RaysweepError("aux 'generated' needs samples of the unlearned model")
-        x, y = generated
-        keep = y != c_u
-        x, y = x[keep], y[keep]
+        keep = ~as_target(target, ds.conditions).mask(generated[1])
+        x, y = generated[0][keep], generated[1][keep]
     else:
         raise ConfigError(f"unknown aux data {spec!r}; choose one of {list(AUX_CHOICES)}")
     return stream(x, y, batch_size, seed)

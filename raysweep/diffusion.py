@@ -8,6 +8,7 @@ sampling; the SalUn code's w = 2 is our 3.0). Index ``K`` of the class embedding
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
@@ -23,19 +24,60 @@ PRESETS = {
     # for tests: seconds on a CPU.
     "tiny": ((16, 32), ("DownBlock2D", "DownBlock2D"), ("UpBlock2D", "UpBlock2D"), 1, 8),
 }
+PRESETS["digits-styles"] = PRESETS["digits"]
 
 
-def make_unet(cfg: Model, dataset: str, channels: int, resolution: int, num_classes: int) -> UNet2DModel:
+class FactorEmbedding(nn.Module):
+    """(object, style) conditioning as the sum of an object and a style embedding, each with its own null, so
+    classifier-free guidance can drop either factor or both.
+
+    Index layout (what ``class_labels`` holds): ``o * S + s`` for the K*S conditions, then ``N + o`` = (o, no
+    style), ``N + K + s`` = (no object, s), and last ``N + K + S`` = unconditional (``null_class``).
+    """
+
+    def __init__(self, objects: int, styles: int, dim: int):
+        super().__init__()
+        self.objects, self.styles = objects, styles
+        self.object = nn.Embedding(objects + 1, dim)
+        self.style = nn.Embedding(styles + 1, dim)
+        pairs = [(o, s) for o in range(objects) for s in range(styles)]
+        table = torch.tensor(pairs + [(o, styles) for o in range(objects)] + [(objects, s) for s in range(styles + 1)])
+        self.register_buffer("table", table, persistent=False)  # derived from (K, S): not part of a checkpoint
+
+    @property
+    def size(self) -> int:
+        return len(self.table)
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        idx = self.table[labels]
+        return self.object(idx[..., 0]) + self.style(idx[..., 1])
+
+    def drop(self, labels: torch.Tensor, p: float) -> torch.Tensor:
+        """Drop the object and the style of each label independently with probability p (CFG training)."""
+        idx = self.table[labels]
+        o = torch.where(torch.rand(labels.shape, device=labels.device) < p, self.objects, idx[..., 0])
+        s = torch.where(torch.rand(labels.shape, device=labels.device) < p, self.styles, idx[..., 1])
+        n, k = self.objects * self.styles, self.objects
+        both = torch.full_like(labels, self.size - 1)
+        return torch.where((o < k) & (s < self.styles), o * self.styles + s,
+                           torch.where(o < k, n + o, torch.where(s < self.styles, n + k + s, both)))
+
+
+def make_unet(cfg: Model, dataset: str, channels: int, resolution: int, num_classes: int,
+              styles: int = 0) -> UNet2DModel:
+    """``num_classes`` objects; with ``styles`` > 0 the model is conditioned on (object, style) pairs."""
     preset = cfg.preset or dataset
     if preset not in PRESETS:
         raise ConfigError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
     widths, down, up, layers, groups = PRESETS[preset]
-    return UNet2DModel(
+    embeds = num_classes + 1 if not styles else (num_classes + 1) * (styles + 1)  # + the null condition(s)
+    model = UNet2DModel(
         sample_size=resolution, in_channels=channels, out_channels=channels,
         block_out_channels=widths, down_block_types=down, up_block_types=up,
-        layers_per_block=layers, norm_num_groups=groups, dropout=cfg.dropout,
-        num_class_embeds=num_classes + 1,  # + the null class, index num_classes
-    )
+        layers_per_block=layers, norm_num_groups=groups, dropout=cfg.dropout, num_class_embeds=embeds)
+    if styles:  # diffusers looks class_labels up in whatever module sits here
+        model.class_embedding = FactorEmbedding(num_classes, styles, model.class_embedding.embedding_dim)
+    return model
 
 
 def null_class(model: UNet2DModel) -> int:
@@ -64,10 +106,18 @@ class DenoisingLoss:
 
     def __call__(self, model: UNet2DModel, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.label_dropout > 0:
-            drop = torch.rand(labels.shape, device=labels.device) < self.label_dropout
-            labels = torch.where(drop, torch.full_like(labels, null_class(model)), labels)
+            labels = drop_labels(model, labels, self.label_dropout)
         x_t, t, eps = self.noised(images)
         return F.mse_loss(model(x_t, t, class_labels=labels).sample, eps)
+
+
+def drop_labels(model: nn.Module, labels: torch.Tensor, p: float) -> torch.Tensor:
+    """CFG training: a label becomes null with probability p (each factor on its own for (object, style))."""
+    emb = getattr(model, "class_embedding", None)
+    if isinstance(emb, FactorEmbedding):
+        return emb.drop(labels, p)
+    drop = torch.rand(labels.shape, device=labels.device) < p
+    return torch.where(drop, torch.full_like(labels, null_class(model)), labels)
 
 
 def guided_eps(model: UNet2DModel, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, guidance: float,

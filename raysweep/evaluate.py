@@ -7,6 +7,7 @@ class ``c`` depends only on (eval seed, c), so two models evaluated with the sam
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -17,6 +18,7 @@ from .config import Eval, RaysweepError, Schedule
 from .data import Dataset
 from .diffusion import sample
 from .judge import JudgeFeatures, predict
+from .target import Target, as_target
 
 Generator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -67,48 +69,73 @@ def fid(fake: torch.Tensor, real: torch.Tensor, extractor: str, judge: nn.Module
 
 
 class Evaluator:
-    def __init__(self, ds: Dataset, judge: nn.Module, judge_acc: float, judge_id: str, cfg: Eval):
+    def __init__(self, ds: Dataset, judge: nn.Module, judge_acc: float, judge_id: str, cfg: Eval,
+                 judge_factors: dict | None = None, codec=None, noise_shape: tuple[int, ...] | None = None):
         self.ds, self.judge, self.judge_acc, self.judge_id, self.cfg = ds, judge.eval(), judge_acc, judge_id, cfg
+        self.judge_factors = judge_factors or {}  # two-factor datasets: the judge's object/style accuracy
+        # latent models (Stable Diffusion): sample in the latent shape, decode before judging
+        self.codec, self.noise_shape = codec, noise_shape or tuple(ds.train_x.shape[1:])
 
     def settings(self) -> dict:
         """Recorded beside every number: how it was measured."""
         c = self.cfg
         return {"sampler": c.sampler, "sampling_steps": c.steps, "guidance_scale": c.guidance,
                 "n_samples_forget": c.n_forget, "n_samples_per_class": c.n_per_class, "judge_id": self.judge_id,
-                "judge_test_acc": self.judge_acc, "fid_extractor": c.fid_extractor, "eval_seed": c.seed}
+                "judge_test_acc": self.judge_acc, **self.judge_factors, "fid_extractor": c.fid_extractor,
+                "eval_seed": c.seed}
 
     def generate(self, gen: Generator, classes: list[int], n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        labels, noise = class_batch(self.cfg.seed, classes, n, tuple(self.ds.train_x.shape[1:]))
-        return gen(labels, noise), labels
+        labels, noise = class_batch(self.cfg.seed, classes, n, self.noise_shape)
+        images = gen(labels, noise)
+        return (self.codec.decode(images) if self.codec is not None else images), labels
 
-    def judge_labels(self, gen: Generator, c: int, n: int | None = None) -> torch.Tensor:
-        """The judge's label for each of the n samples of class c (fixed noise): what AR and AR_CL read."""
-        images, _ = self.generate(gen, [c], n or self.cfg.n_forget)
+    def judge_labels(self, gen: Generator, target: Target | int, n: int | None = None) -> torch.Tensor:
+        """The judge's reading of n samples of the target (fixed noise, split evenly over its conditions): what
+        AR and AR_CL read."""
+        forget = as_target(target, self.ds.conditions).forget
+        images, _ = self.generate(gen, forget, math.ceil((n or self.cfg.n_forget) / len(forget)))
         return predict(self.judge, images)
 
-    def ar(self, gen: Generator, c: int, n: int | None = None) -> float:
-        return float((self.judge_labels(gen, c, n) == c).float().mean())
+    def ar(self, gen: Generator, target: Target | int, n: int | None = None) -> float:
+        """Share of the target's samples that the judge reads as the target (for a style: as that style)."""
+        t = as_target(target, self.ds.conditions)
+        return float(t.mask(self.judge_labels(gen, t, n)).float().mean())
 
-    def evaluate(self, gen: Generator, forget_class: int | None = None,
+    def evaluate(self, gen: Generator, target: Target | int | None = None,
                  forget_labels: torch.Tensor | None = None) -> dict:
-        """AR of every class, retain_acc and FID on the retain classes, and the evaluation settings.
+        """AR of every condition, retain_acc and FID on the retained conditions, and the evaluation settings.
 
-        With ``forget_class=None`` every class counts as retained (the base model's own quality).
-        ``forget_labels``: the judge's labels of the forget-class samples when the caller already has them.
+        With ``target=None`` every condition counts as retained (the base model's own quality).
+        ``forget_labels``: the judge's labels of the target's samples when the caller already has them.
+        Two-factor datasets add the UnlearnCanvas terms: ``ua`` = 1 - AR (target samples not read as the
+        target), ``ira`` = accuracy on the factor the target names, ``cra`` = on the other factor, both over the
+        retained conditions (a pair target names both: no ``cra``).
         """
-        k = self.ds.num_classes
-        retain = [c for c in range(k) if c != forget_class]
+        conds = self.ds.conditions
+        t = None if target is None else as_target(target, conds)
+        retain = t.retain if t is not None else list(range(conds.n))
         images, labels = self.generate(gen, retain, self.cfg.n_per_class)
         preds = predict(self.judge, images)
         ar = {c: float((preds[labels == c] == c).float().mean()) for c in retain}
         out = {"retain_acc": sum(ar.values()) / len(retain)}
-        if forget_class is not None:
+        if t is not None:
             if forget_labels is None:
-                forget_labels = self.judge_labels(gen, forget_class)
-            ar[forget_class] = float((forget_labels == forget_class).float().mean())
-            out["ar_forget"] = ar[forget_class]
+                forget_labels = self.judge_labels(gen, t)
+            out["ar_forget"] = float(t.mask(forget_labels).float().mean())
+            for c, read in zip(t.forget, forget_labels.chunk(len(t.forget))):  # judge_labels' order: per condition
+                ar[c] = float((read == c).float().mean())
+        if conds.factored:
+            right = {"object": conds.object_of(preds) == conds.object_of(labels),
+                     "style": conds.style_of(preds) == conds.style_of(labels)}
+            out.update({f"{k}_acc": float(v.float().mean()) for k, v in right.items()})
+            if t is not None:
+                out["ua"] = 1.0 - out["ar_forget"]
+                named = {"object": ["object"], "style": ["style"], "pair": ["object", "style"]}[t.attribute]
+                out["ira"] = float(torch.stack([right[k] for k in named]).all(0).float().mean())
+                if t.attribute != "pair":
+                    out["cra"] = out[f"{({'object', 'style'} - set(named)).pop()}_acc"]
         real = torch.cat([self.ds.of_class(c) for c in retain])
-        out["ar_per_class"] = [ar[c] for c in range(k)]
+        out["ar_per_class"] = [ar.get(c, float("nan")) for c in range(conds.n)]
         out["fid_" + self.cfg.fid_extractor] = fid(images, real, self.cfg.fid_extractor, self.judge)
         return {**out, **self.settings()}
 

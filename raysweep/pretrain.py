@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.json:
             print(f"judge test acc {out['judge_test_acc']:.3f}; AR mean {out['ar_mean']:.3f}, per class "
                   + " ".join(f"{a:.2f}" for a in out["ar_per_class"])
+                  + (f"; object acc {out['object_acc']:.3f}, style acc {out['style_acc']:.3f}" if "style_acc" in out
+                     else "")
                   + f"; FID({cfg.eval.fid_extractor}) {out['fid_' + cfg.eval.fid_extractor]:.3f};"
                   f" {out['seconds']:.1f}s; base at {out['base_uri']}")
         return out

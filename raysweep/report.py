@@ -26,7 +26,7 @@ from .pareto import DIRECTIONS, front  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "dashboards" / "report.html.j2"
 SETTINGS = ["eval.sampler", "eval.steps", "eval.guidance", "eval.n_forget", "eval.n_per_class",
-            "eval.fid_extractor", "eval.seed", "data.dataset", "data.forget_class", "attack.aux", "attack.lr"]
+            "eval.fid_extractor", "eval.seed", "data.dataset", "data.forget_class", "data.target", "attack.aux", "attack.lr"]
 
 
 def load_rows(sweep: str) -> list[dict]:

@@ -104,14 +104,14 @@ def end_run(uri: str, run_id: str, ok: bool, error: str | None = None, pruned: b
 
 
 def pictures(cfg: Config, result: dict, out_dir: str) -> list[str]:
-    """Forget-class samples (same noise) from base / unlearned / attacked, retain-class samples, loss curve."""
-    from .base import new_unet
+    """Target samples (same noise) from base / unlearned / attacked, retained-condition samples, loss curve."""
+    from .base import new_unet, training_space
     from .data import load_dataset
     from .diffusion import sample
     from .evaluate import class_noise
 
-    ds = load_dataset(cfg.data)
-    c = cfg.data.forget_class
+    ds, codec = training_space(cfg, load_dataset(cfg.data))
+    target = cfg.target
     shape = tuple(ds.train_x.shape[1:])
 
     def load(uri):
@@ -120,8 +120,9 @@ def pictures(cfg: Config, result: dict, out_dir: str) -> list[str]:
         return model.eval()
 
     def draw(model, labels, noise):
-        return sample(model, labels, noise, schedule=cfg.schedule, sampler=cfg.eval.sampler, steps=cfg.eval.steps,
-                      guidance=cfg.eval.guidance)
+        x = sample(model, labels, noise, schedule=cfg.schedule, sampler=cfg.eval.sampler, steps=cfg.eval.steps,
+                   guidance=cfg.eval.guidance)
+        return codec.decode(x) if codec is not None else x
 
     uris = {"base": result["base_uri"], "unlearned": result["unlearned_uri"]}
     attacks = result.get("attack_uris") or {}
@@ -130,15 +131,19 @@ def pictures(cfg: Config, result: dict, out_dir: str) -> list[str]:
         uris[f"DiMRA@{last}"] = attacks[last]
     models = {name: load(uri) for name, uri in uris.items()}
     n = 12
-    noise, labels = class_noise(cfg.eval.seed, c, n, shape), torch.full((n,), c)
+    forget = [target.forget[i % len(target.forget)] for i in range(n)]  # cycle through the target's conditions
+    labels = torch.tensor(forget)
+    noise = torch.stack([class_noise(cfg.eval.seed, k, n, shape)[i] for i, k in enumerate(forget)])
     paths = [os.path.join(out_dir, "forget_class_samples.png"), os.path.join(out_dir, "retain_samples.png"),
              os.path.join(out_dir, "loss_curve.png")]
     plots.grid_png(paths[0], {k: draw(m, labels, noise) for k, m in models.items()},
-                   f"class {c}: same noise, base / unlearned / attacked")
-    retain = [k for k in range(ds.num_classes) if k != c]
+                   f"{target.spec}: same noise, base / unlearned / attacked")
+    retain = target.retain[:40]
     rl = torch.tensor(retain)
     rn = torch.stack([class_noise(cfg.eval.seed, k, 1, shape)[0] for k in retain])
-    plots.grid_png(paths[1], {"unlearned": draw(models["unlearned"], rl, rn)}, f"retain classes {retain}")
+    plots.grid_png(paths[1], {"unlearned": draw(models["unlearned"], rl, rn)},
+                   f"retained: {', '.join(ds.conditions.name(k) for k in retain[:10])}"
+                   + (f" ... ({len(target.retain)})" if len(target.retain) > 10 else ""))
     plots.loss_png(paths[2], result.get("unlearn_loss_curve") or [float("nan")],
                    f"{cfg.unlearn.method}: unlearning loss")
     return paths

@@ -32,35 +32,36 @@ Report = Callable[[dict, str | None], None]  # (metrics so far, checkpoint URI o
 # Scalar metrics every finished trial reports: what a sweep may use as objectives.
 REPORTED_METRICS = {"ar_base", "ar_mu", "ar_dimra_final", "ar_dimra_max", "ar_cl", "retain_acc", "fid_judge",
                     "fid_inception", "convergence", "unlearn_steps_run", "unlearn_seconds", "attack_seconds",
-                    "ar_dimra_base_max", "seconds"}
+                    "ar_dimra_base_max", "seconds", "ua", "ira", "cra", "object_acc", "style_acc"}
 
 
 def trial_name(cfg: Config) -> str:
-    return f"{cfg.unlearn.method}-c{cfg.data.forget_class}-s{cfg.unlearn.seed}-{content_hash(cfg.to_dict())[:8]}"
+    what = cfg.target.slug if cfg.data.target else f"c{cfg.data.forget_class}"
+    return f"{cfg.unlearn.method}-{what}-s{cfg.unlearn.seed}-{content_hash(cfg.to_dict())[:8]}"
 
 
 def unlearn(cfg: Config, bases: Bases, root: str, device: str, progress: bool, resume: LoopState | None = None,
             save: Callable[[LoopState], None] | None = None) -> tuple[nn.Module, LoopResult, float]:
     """Returns (unlearned model, loop result, convergence of the unlearning term). ``resume`` continues from a
     saved loop state (the method's one-time ``prepare`` reruns on the original weights: it is seeded)."""
-    c, u = cfg.data.forget_class, cfg.unlearn
+    target, u = cfg.target, cfg.unlearn
     if u.method == "retrain":  # from scratch on D_r through the same loop; cached like the base
         def build():
-            m, r = pretrain_model(cfg, bases.ds, exclude=c, progress=progress, device=device)
+            m, r = pretrain_model(cfg, bases.ds, exclude=target, progress=progress, device=device)
             return m, {"steps": r.steps_run, "seconds": r.seconds, "convergence": convergence(r.losses)}
 
-        model, extra, _ = store.cached_module(root, f"retrain-c{c}", {**model_key(cfg), "exclude": c}, build,
-                                              lambda: new_unet(cfg, bases.ds))
+        key = {**model_key(cfg), "exclude": target.spec}
+        model, extra, _ = store.cached_module(root, f"retrain-{target.slug}", key, build, lambda: new_unet(cfg, bases.ds))
         return model.to(device), LoopResult(steps_run=extra["steps"], seconds=extra["seconds"]), extra["convergence"]
     model = copy.deepcopy(bases.model)
     original = copy.deepcopy(bases.model).eval().requires_grad_(False)
-    method = REGISTRY[u.method](Context(cfg, bases.ds, c, original, device))
+    method = REGISTRY[u.method](Context(cfg, bases.ds, target, original, device))
     torch.manual_seed(u.seed)  # prepare() may draw noise (SalUn's mask): a resumed trial must draw the same
     streams = method.prepare(model)
     callback, every = None, 0
     if u.stop_ar >= 0:  # stop once forgotten: the practitioner's rule
         gen = DiffusionGenerator(model, cfg.eval, cfg.schedule)
-        callback = lambda step, m: bases.evaluator.ar(gen, c, u.check_n) <= u.stop_ar  # noqa: E731
+        callback = lambda step, m: bases.evaluator.ar(gen, target, u.check_n) <= u.stop_ar  # noqa: E731
         every = u.check_every
     result = finetune(model, method, streams, u.steps, lr=u.lr, grad_clip=u.grad_clip, seed=u.seed, every=every,
                       callback=callback, max_abs_loss=u.max_abs_loss, progress=progress, desc=f"unlearn {u.method}",
@@ -73,13 +74,13 @@ def control_curve(cfg: Config, bases: Bases, root: str, progress: bool) -> dict[
     """The same attack on the untouched base model: how much AR(c_u) plain finetuning drift costs. Cached."""
     key = {"base": model_key(cfg), "judge": judge_key(cfg), "eval": dataclasses.asdict(cfg.eval),
            "attack": {k: v for k, v in dataclasses.asdict(cfg.attack).items() if k != "control"},
-           "forget": cfg.data.forget_class}
+           "forget": cfg.data.target or cfg.data.forget_class}
     uri = store.join(root, "base", f"control-{content_hash(key)}.json")
     if store.exists(uri):
         return store.read_json(uri)["ar"]
     model = copy.deepcopy(bases.model)
-    labels = bases.evaluator.judge_labels(DiffusionGenerator(model, cfg.eval, cfg.schedule), cfg.data.forget_class)
-    res = dimra(model, cfg, bases.ds, cfg.data.forget_class, bases.evaluator, labels, progress=progress)
+    labels = bases.evaluator.judge_labels(DiffusionGenerator(model, cfg.eval, cfg.schedule), cfg.target)
+    res = dimra(model, cfg, bases.ds, cfg.target, bases.evaluator, labels, progress=progress)
     curve = {str(k): v for k, v in res.ar.items()}
     store.write_json(uri, {"ar": curve, "key": key})
     return curve
@@ -93,7 +94,7 @@ def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Repo
     every attack checkpoint)."""
     cfg.validate()
     start = time.perf_counter()
-    c, config = cfg.data.forget_class, cfg.to_dict()
+    c, target, config = cfg.data.forget_class, cfg.target, cfg.to_dict()
     trial_dir = trial_dir or store.join(root, "trials", trial_name(cfg))
     path = lambda name: store.join(trial_dir, name)  # noqa: E731
     if resume and store.exists(path("result.json")):
@@ -110,15 +111,16 @@ def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Repo
     if unlearned is None:
         u_state = store.load_loop(path("unlearn-state.parquet"), config) if resume else None
         resumed_from["unlearn"] = u_state.step if u_state else None
-        ar_base = ev.ar(DiffusionGenerator(bases.model, cfg.eval, cfg.schedule), c)
+        ar_base = ev.ar(DiffusionGenerator(bases.model, cfg.eval, cfg.schedule), target)
         t = time.perf_counter()
         model, run_u, conv = unlearn(cfg, bases, root, device, progress, u_state,
                                      lambda st: store.save_loop(path("unlearn-state.parquet"), st, config))
         unlearn_seconds = time.perf_counter() - t
         gen = DiffusionGenerator(model, cfg.eval, cfg.schedule)
-        labels_mu = ev.judge_labels(gen, c)
-        mu = ev.evaluate(gen, forget_class=c, forget_labels=labels_mu)
-        out = {"method": cfg.unlearn.method, "forget_class": c, "seed": cfg.unlearn.seed, "status": run_u.status,
+        labels_mu = ev.judge_labels(gen, target)
+        mu = ev.evaluate(gen, target=target, forget_labels=labels_mu)
+        out = {"method": cfg.unlearn.method, "forget_class": c, "target": target.spec, "seed": cfg.unlearn.seed,
+               "status": run_u.status,
                "ar_base": ar_base, "ar_mu": mu.pop("ar_forget"), **mu, "convergence": conv,
                "unlearn_steps_run": run_u.steps_run, "unlearn_stopped_early": run_u.stopped_early,
                "unlearn_final_loss": run_u.losses[-1] if run_u.losses else None, "unlearn_seconds": unlearn_seconds,
@@ -129,7 +131,7 @@ def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Repo
     else:
         model, out, loss_curve = unlearned
         resumed_from["unlearn"] = out["unlearn_steps_run"]
-        labels_mu = ev.judge_labels(DiffusionGenerator(model, cfg.eval, cfg.schedule), c)
+        labels_mu = ev.judge_labels(DiffusionGenerator(model, cfg.eval, cfg.schedule), target)
     if report is not None:
         report({**out, "phase": "unlearned"}, out["unlearned_uri"])
 
@@ -143,7 +145,7 @@ def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Repo
     t = time.perf_counter()
     a_state = store.load_loop(path("attack-state.parquet"), config) if resume else None
     resumed_from["attack"] = a_state.step if a_state else None
-    att = dimra(model, cfg, bases.ds, c, ev, labels_mu, on_checkpoint, progress, resume=a_state,
+    att = dimra(model, cfg, bases.ds, target, ev, labels_mu, on_checkpoint, progress, resume=a_state,
                 save=lambda st: store.save_loop(path("attack-state.parquet"), st, config))
     last = max(att.ar)
     out.update({
@@ -190,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     add_common(p)
     p.add_argument("--method", default="dimum", help=f"one of {sorted(REGISTRY)}")
     p.add_argument("--forget-class", type=int, default=3)
+    p.add_argument("--target", default="", help="object=NAME | style=NAME | object=NAME,style=NAME "
+                                                 "(default: object=<forget class>)")
     p.add_argument("--seed", type=int, default=0, help="seed of unlearning and attack (the base is shared)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run of the same trial from its last saved state")
@@ -197,14 +201,14 @@ def main(argv: list[str] | None = None) -> None:
 
     def job() -> dict:
         cfg = Config()
-        cfg.unlearn.method, cfg.data.forget_class = args.method, args.forget_class
+        cfg.unlearn.method, cfg.data.forget_class, cfg.data.target = args.method, args.forget_class, args.target
         cfg.unlearn.seed = cfg.attack.seed = args.seed
         cfg = config_from(args, cfg)
         res = run_trial(cfg, args.out, device=device_from(args.device), progress=sys.stderr.isatty(),
                         resume=args.resume)
         res = {k: v for k, v in res.items() if k != "unlearn_loss_curve"}
         if not args.json:
-            print(f"{res['method']} c_u={res['forget_class']} seed={res['seed']} status={res['status']}: "
+            print(f"{res['method']} {res['target']} seed={res['seed']} status={res['status']}: "
                   f"ar_base {res['ar_base']:.3f}  ar_mu {res['ar_mu']:.3f}  ar_dimra {res['ar_dimra']}  "
                   f"ar_cl {res['ar_cl']:.3f}  retain_acc {res['retain_acc']:.3f}  "
                   f"fid_{res['fid_extractor']} {res['fid_' + res['fid_extractor']]:.3f}  "

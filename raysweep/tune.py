@@ -89,7 +89,7 @@ def trainable(params: dict, setup: Setup) -> None:
 
 def _tags(setup: Setup, cfg, trial_dir: str) -> dict[str, str]:
     return {"experiment": setup.exp.name, "method": cfg.unlearn.method, "forget_class": str(cfg.data.forget_class),
-            "trial_dir": trial_dir, "smoke": str(setup.smoke)}
+            "target": cfg.target.spec, "trial_dir": trial_dir, "smoke": str(setup.smoke)}
 
 
 def _mlflow(call):

@@ -4,6 +4,7 @@ import torch
 from raysweep.config import ConfigError, Data
 from raysweep.data import (alternative_stream, aux_stream, forget_stream, load_dataset, parse_alternative,
                            retain_stream)
+from raysweep.target import Target, conditions
 
 
 def test_digits_split_and_range(digits):
@@ -45,4 +46,4 @@ def test_alternative_data_is_relabelled_but_not_forget_images(digits):
 @pytest.mark.parametrize("spec", ["class:3", "class:10", "class:x", "pictures"])
 def test_bad_alternative_specs(spec):
     with pytest.raises(ConfigError):
-        parse_alternative(spec, 3, 10)
+        parse_alternative(spec, Target(conditions(Data()), object=3))

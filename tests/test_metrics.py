@@ -41,7 +41,7 @@ def test_ar_is_near_zero_for_images_of_another_class(digits, judge):
 
 def test_evaluate_reports_retain_acc_and_settings(digits, judge):
     ev = _evaluator(digits, judge)
-    res = ev.evaluate(RealImages(digits, {3: 5}), forget_class=3)
+    res = ev.evaluate(RealImages(digits, {3: 5}), target=3)
     assert res["ar_forget"] <= 0.05 and res["retain_acc"] >= 0.95
     assert len(res["ar_per_class"]) == 10
     for key in ("sampler", "sampling_steps", "guidance_scale", "n_samples_per_class", "judge_id",

@@ -17,24 +17,25 @@ from ..config import Config
 from ..data import Dataset, forget_stream, retain_stream
 from ..diffusion import DenoisingLoss
 from ..evaluate import DiffusionGenerator, class_batch
+from ..target import Target, as_target
 
 
 @dataclass
 class Context:
     cfg: Config
     ds: Dataset
-    forget: int
+    target: Target | int  # what is forgotten; a bare int is a class
     original: nn.Module  # frozen copy of the model before unlearning
     device: str = "cpu"
 
+    def __post_init__(self):
+        self.target = as_target(self.target, self.ds.conditions)
+
     def retain_stream(self) -> Iterator:
-        return retain_stream(self.ds, self.forget, self.cfg.unlearn.batch_size, self.cfg.unlearn.seed)
+        return retain_stream(self.ds, self.target, self.cfg.unlearn.batch_size, self.cfg.unlearn.seed)
 
     def forget_stream(self) -> Iterator:
-        return forget_stream(self.ds, self.forget, self.cfg.unlearn.batch_size, self.cfg.unlearn.seed + 1)
-
-    def retain_classes(self) -> list[int]:
-        return [c for c in range(self.ds.num_classes) if c != self.forget]
+        return forget_stream(self.ds, self.target, self.cfg.unlearn.batch_size, self.cfg.unlearn.seed + 1)
 
     def sample_original(self, classes: list[int], n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """n samples per class from the original model, with noise disjoint from the evaluation's."""
@@ -55,5 +56,3 @@ class Method:
     def prepare(self, model: nn.Module) -> dict[str, Iterator]:
         return {"retain": self.ctx.retain_stream()}
 
-    def labels_u(self, n: int) -> torch.Tensor:
-        return torch.full((n,), self.ctx.forget, dtype=torch.int64, device=self.ctx.device)

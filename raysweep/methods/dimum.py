@@ -6,15 +6,16 @@ class DiMUM(Method):
     """Unlearning by memorization: ``L(D_r) + beta * L(D'_u, c_u)``; both ordinary denoising losses, so the
     objective is bounded below and converges to a model that draws alternative images for c_u.
 
-    D'_u (``dimum.alternative``): ``retain`` (retain images relabelled c_u), ``class:k`` (images of class k),
-    ``generated`` (samples of the original model for the retain classes), ``noise`` (uniform noise).
+    D'_u (``dimum.alternative``), relabelled into the target (``Target.relabel``): ``retain`` (retain images),
+    ``class:k`` (images of class k), ``style:NAME`` (images in another style), ``generated`` (samples of the
+    original model for the retained conditions), ``noise`` (uniform noise).
     """
 
     def prepare(self, model):
         ctx, d = self.ctx, self.ctx.cfg.dimum
-        kind, _ = parse_alternative(d.alternative, ctx.forget, ctx.ds.num_classes)
-        generated = ctx.sample_original(ctx.retain_classes(), d.generated_per_class)[0] if kind == "generated" else None
-        alt = alternative_stream(ctx.ds, ctx.forget, d.alternative, ctx.cfg.unlearn.batch_size,
+        kind, _ = parse_alternative(d.alternative, ctx.target)
+        generated = ctx.sample_original(ctx.target.retain, d.generated_per_class) if kind == "generated" else None
+        alt = alternative_stream(ctx.ds, ctx.target, d.alternative, ctx.cfg.unlearn.batch_size,
                                  ctx.cfg.unlearn.seed + 6, generated)
         return {"alternative": alt, "retain": ctx.retain_stream()}
 

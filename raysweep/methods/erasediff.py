@@ -16,16 +16,16 @@ class EraseDiff(Method):
     def prepare(self, model):
         return {"forget": self.ctx.forget_stream(), "retain": self.ctx.retain_stream()}
 
-    def forget_objective(self, model, params, x_t, t, target):
-        pred = functional_call(model, params, (x_t, t), {"class_labels": self.labels_u(len(x_t))}).sample
+    def forget_objective(self, model, params, x_t, t, labels, target):
+        pred = functional_call(model, params, (x_t, t), {"class_labels": labels}).sample
         return F.mse_loss(pred, target)
 
     def __call__(self, model, batches, step):
         cfg = self.ctx.cfg.erasediff
-        images = batches["forget"][0]
+        images, labels = batches["forget"]
         x_t, t, _ = self.denoise.noised(images)
         target = torch.rand_like(x_t)  # uniform noise in place of the true noise: the forget target
-        objective = lambda p: self.forget_objective(model, p, x_t, t, target)  # noqa: E731
+        objective = lambda p: self.forget_objective(model, p, x_t, t, labels, target)  # noqa: E731
         params = dict(model.named_parameters())
         forget = objective(params)
         inner = {k: v.detach() for k, v in params.items()}

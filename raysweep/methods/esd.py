@@ -22,7 +22,8 @@ class ESD(Method):
 
     def prepare(self, model):
         ctx = self.ctx
-        images, labels = ctx.sample_original([ctx.forget], ctx.cfg.esd.images)
+        forget = ctx.target.forget
+        images, labels = ctx.sample_original(forget, -(-ctx.cfg.esd.images // len(forget)))
         return {"esd": stream(images, labels, ctx.cfg.unlearn.batch_size, ctx.cfg.unlearn.seed + 5)}
 
     def __call__(self, model, batches, step):

@@ -15,7 +15,7 @@ class SelectiveAmnesia(Method):
     def prepare(self, model):
         ctx, sa = self.ctx, self.ctx.cfg.sa
         bs = ctx.cfg.unlearn.batch_size
-        images, labels = ctx.sample_original(ctx.retain_classes(), sa.replay_per_class)
+        images, labels = ctx.sample_original(ctx.target.retain, sa.replay_per_class)
         replay = stream(images, labels, bs, ctx.cfg.unlearn.seed + 2)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.anchor = [p.detach().clone() for p in self.params]
@@ -29,7 +29,7 @@ class SelectiveAmnesia(Method):
                 if p.grad is not None:
                     f += p.grad.detach() ** 2 / sa.fisher_batches
         model.zero_grad(set_to_none=True)
-        return {"noise": noise_stream(tuple(ctx.ds.train_x.shape[1:]), ctx.forget, bs, ctx.cfg.unlearn.seed + 4),
+        return {"noise": noise_stream(tuple(ctx.ds.train_x.shape[1:]), ctx.target.forget, bs, ctx.cfg.unlearn.seed + 4),
                 "replay": replay}
 
     def __call__(self, model, batches, step):

@@ -7,20 +7,17 @@ from .base import Method
 class SalUn(Method):
     """Swap-label forgetting with a saliency mask (SalUn's DDPM recipe).
 
-    Forget term: ``MSE(eps(x_t, t, c_u), sg[eps(x_t, t, c')])`` with ``c' = (c_u + 1) mod K`` on D_u, plus
-    ``alpha * L(D_r)``. Only the weights with the largest |grad| of the forget term (``mask_fraction`` of all,
-    computed once on the original model) may change.
+    Forget term: ``MSE(eps(x_t, t, c_u), sg[eps(x_t, t, c')])`` with ``c' = (c_u + 1) mod K`` on D_u (for a
+    style target the next style, same object: ``Target.swap``), plus ``alpha * L(D_r)``. Only the weights with
+    the largest |grad| of the forget term (``mask_fraction`` of all, computed once on the original model) may
+    change.
     """
 
-    def swap_class(self) -> int:
-        return (self.ctx.forget + 1) % self.ctx.ds.num_classes
-
-    def forget_loss(self, model, images):
+    def forget_loss(self, model, images, labels):
         x_t, t, _ = self.denoise.noised(images)
-        labels_u = self.labels_u(len(images))
         with torch.no_grad():
-            target = model(x_t, t, class_labels=torch.full_like(labels_u, self.swap_class())).sample
-        return F.mse_loss(model(x_t, t, class_labels=labels_u).sample, target)
+            target = model(x_t, t, class_labels=self.ctx.target.swap(labels)).sample
+        return F.mse_loss(model(x_t, t, class_labels=labels).sample, target)
 
     def prepare(self, model):
         forget = self.ctx.forget_stream()
@@ -28,8 +25,8 @@ class SalUn(Method):
         grads = [torch.zeros_like(p) for p in params]
         for _ in range(self.ctx.cfg.salun.mask_batches):
             model.zero_grad(set_to_none=True)
-            images, _ = next(forget)
-            self.forget_loss(model, images.to(self.ctx.device)).backward()
+            images, labels = next(forget)
+            self.forget_loss(model, images.to(self.ctx.device), labels.to(self.ctx.device)).backward()
             for g, p in zip(grads, params):
                 if p.grad is not None:
                     g += p.grad.abs()
@@ -39,7 +36,7 @@ class SalUn(Method):
         return {"forget": forget, "retain": self.ctx.retain_stream()}
 
     def __call__(self, model, batches, step):
-        forget = self.forget_loss(model, batches["forget"][0])
+        forget = self.forget_loss(model, *batches["forget"])
         retain = self.denoise_retain(model, *batches["retain"])
         return forget + self.ctx.cfg.salun.alpha * retain, {"forget": forget.detach(), "retain": retain.detach()}
 

@@ -1,0 +1,129 @@
+"""Feature (style) unlearning on digits-styles, without Ray: DiMUM and swap-label (SalUn) forget one style of
+every digit, over seeds; writes the "Feature unlearning" section of docs/results.md (the rest of the file is
+reproduce.py's and is kept).
+
+    python experiments/reproduce_styles.py [--seeds 3] [--target style=inverted] [--out runs/styles] [--set K=V ...]
+
+Every trial is appended to OUT/trials.jsonl as it finishes; a rerun skips finished trials.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from reproduce import ROOT, ms  # experiments/ is on sys.path when this file runs
+
+from raysweep.base import prepare
+from raysweep.config import Config, apply_overrides
+from raysweep.evaluate import DiffusionGenerator
+from raysweep.trial import run_trial
+
+BASE = {"data.dataset": "digits-styles", "pretrain.steps": 3000, "unlearn.steps": 500,
+        "attack.steps": (0, 250, 500, 1000), "eval.n_per_class": 25}
+METHODS = ["dimum", "salun"]
+BEGIN, END = "<!-- feature-unlearning -->", "<!-- /feature-unlearning -->"
+
+
+def config(args, **extra) -> Config:
+    cfg = apply_overrides(Config(), {**BASE, "data.target": args.target})
+    apply_overrides(cfg, args.overrides)
+    return apply_overrides(cfg, extra).validate()
+
+
+def run_all(args) -> list[dict]:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "trials.jsonl"
+    done = {json.loads(line)["key"]: json.loads(line) for line in log.read_text().splitlines()} if log.exists() else {}
+    for seed in range(args.seeds):
+        for method in METHODS:
+            ov = {"unlearn.method": method, "unlearn.seed": seed, "attack.seed": seed}
+            key = json.dumps({**ov, "target": args.target, "set": args.overrides}, sort_keys=True)
+            if key in done:
+                continue
+            try:
+                res = run_trial(config(args, **ov), str(out / "store"))
+            except Exception as e:  # recorded as failed, with why; the study goes on
+                res = {"status": "error", "error": f"{type(e).__name__}: {e}", "method": method}
+            res.pop("unlearn_loss_curve", None)
+            done[key] = {"key": key, "overrides": ov, **res}
+            with log.open("a") as f:
+                f.write(json.dumps(done[key]) + "\n")
+            print(f"[{len(done)}] {method} seed {seed} -> {res.get('status')} ua={res.get('ua')} "
+                  f"ira={res.get('ira')} cra={res.get('cra')} ar_dimra={res.get('ar_dimra')}", file=sys.stderr)
+    return list(done.values())
+
+
+def base_quality(args) -> dict:
+    """The base model's object and style accuracy on its own generations, every (digit, style) pair."""
+    cfg = config(args)
+    bases = prepare(cfg, str(Path(args.out) / "store"))
+    return bases.evaluator.evaluate(DiffusionGenerator(bases.model, cfg.eval, cfg.schedule))
+
+
+def section(rows: list[dict], base: dict, args) -> str:
+    ok = [r for r in rows if r.get("status") in ("ok", "diverged")]
+    first = ok[0]
+    steps = list(first["ar_dimra"])
+    cmd = ("python3 dev.py exec -- python experiments/reproduce_styles.py --seeds "
+           f"{args.seeds} --target {args.target}" + "".join(f" --set {o}" for o in args.overrides))
+    lines = [BEGIN, "## Feature unlearning: forgetting a style (digits-styles)", "",
+             f"Regenerate: `{cmd}`", "",
+             f"Every digit rendered in the styles {config(args).data.styles}; the "
+             f"model is conditioned on (digit, style); target `{args.target}` (every digit in that style). Judges "
+             f"(real test images): object {base['judge_object_acc']:.3f}, style {base['judge_style_acc']:.3f}. "
+             f"Base model on its own generations ({base['n_samples_per_class']} per pair, all 40 pairs): object "
+             f"accuracy **{base['object_acc']:.3f}**, style accuracy **{base['style_acc']:.3f}**, fid_judge "
+             f"{base['fid_judge']:.3f}.", "",
+             f"Unlearning {first['unlearn_steps_run']} steps (budget), DiMRA on the test split minus the style, lr "
+             f"{first['attack_lr']}. UA = share of target-style samples the style judge does *not* read as the style "
+             "(1 − ar_mu); IRA = style accuracy on the other styles; CRA = digit accuracy on the retained pairs.", "",
+             "| method | n | UA | IRA | CRA | retain_acc | fid_judge | " + " | ".join(f"ar_dimra@{s}" for s in steps)
+             + " | ar_dimra_max |", "|---" * (8 + len(steps)) + "|"]
+    for m in METHODS:
+        rs = [r for r in ok if r["method"] == m]
+        if rs:
+            lines.append(f"| {m} | {len(rs)} | {ms([r['ua'] for r in rs])} | {ms([r['ira'] for r in rs])} | "
+                         f"{ms([r['cra'] for r in rs])} | {ms([r['retain_acc'] for r in rs])} | "
+                         f"{ms([r['fid_judge'] for r in rs])} | "
+                         + " | ".join(ms([r["ar_dimra"].get(s) for r in rs]) for s in steps)
+                         + f" | {ms([r['ar_dimra_max'] for r in rs])} |")
+    lines += ["", f"Control (the same attack on the base model): {first.get('ar_dimra_base', {})}.", ""]
+    base_ok = base["object_acc"] >= 0.9 and base["style_acc"] >= 0.9
+    lines.append(f"- Base ≥ 0.9 object and style accuracy: **{'met' if base_ok else 'not met'}**.")
+    for m in METHODS:
+        rs = [r for r in ok if r["method"] == m]
+        if rs:
+            ua, ira, cra = (statistics.mean(r[k] for r in rs) for k in ("ua", "ira", "cra"))
+            met = ua >= 0.9 and ira >= 0.85 and cra >= 0.85
+            lines.append(f"- {m}: UA ≥ 0.9 with IRA, CRA ≥ 0.85 (means): **{'met' if met else 'not met'}**; after "
+                         f"DiMRA the style comes back to ar_dimra_max {statistics.mean(r['ar_dimra_max'] for r in rs):.3f}.")
+    failed = [r for r in rows if r.get("status") == "error"]
+    lines += ["", "Failed trials: " + (", ".join(f"{r['key']} ({r['error']})" for r in failed) or "none") + ".", END]
+    return "\n".join(lines)
+
+
+def write_section(text: str, path: Path = ROOT / "docs" / "results.md") -> None:
+    old = path.read_text() if path.exists() else ""
+    if BEGIN in old:
+        old = old[:old.index(BEGIN)] + old[old.index(END) + len(END):].lstrip("\n")
+    path.write_text(old.rstrip("\n") + "\n\n" + text + "\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--target", default="style=inverted")
+    p.add_argument("--out", default="runs/styles")
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    args = p.parse_args()
+    rows = run_all(args)
+    write_section(section(rows, base_quality(args), args))
+    print(f"wrote the feature-unlearning section of {ROOT / 'docs' / 'results.md'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
