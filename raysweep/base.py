@@ -47,14 +47,21 @@ def new_unet(cfg: Config, ds: Dataset) -> nn.Module:
     return make_unet(cfg.model, ds.name, ds.channels, ds.resolution, len(c.objects), len(c.styles))
 
 
+def codec_of(cfg: Config, pixels: Dataset):
+    """The VAE codec between pixels and the model's latents (Stable Diffusion), or None for pixel models."""
+    if cfg.model.preset not in SD_PRESETS:
+        return None
+    from .sd import codec_for
+
+    return codec_for(cfg.model, pixels.conditions, pixels.channels)
+
+
 def training_space(cfg: Config, pixels: Dataset):
     """(dataset the diffusion model trains on, codec back to pixels or None). Stable Diffusion trains on VAE
     latents of the images, encoded once; judges and FID always see pixels."""
-    if cfg.model.preset not in SD_PRESETS:
+    codec = codec_of(cfg, pixels)
+    if codec is None:
         return pixels, None
-    from .sd import codec_for
-
-    codec = codec_for(cfg.model, pixels.conditions, pixels.channels)
     return Dataset(pixels.name, codec.encode(pixels.train_x), pixels.train_y, codec.encode(pixels.test_x),
                    pixels.test_y, pixels.conditions), codec
 
@@ -88,7 +95,8 @@ def get_base(cfg: Config, ds: Dataset, root: str, progress: bool = False, device
     """(base model, its checkpoint URI, was_cached)."""
     def build():
         model, result = pretrain_model(cfg, ds, progress=progress, device=device)
-        return model, {"steps": result.steps_run, "seconds": result.seconds, "final_loss": result.losses[-1] if result.losses else None}
+        final = result.losses[-1] if result.losses else None  # sd with pretrain.steps=0: its weights as they are
+        return model, {"steps": result.steps_run, "seconds": result.seconds, "final_loss": final}
 
     model, _, cached = store.cached_module(root, "base", model_key(cfg), build, lambda: new_unet(cfg, ds))
     uri = store.join(root, "base", f"base-{content_hash(model_key(cfg))}.parquet")

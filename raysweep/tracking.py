@@ -105,14 +105,15 @@ def end_run(uri: str, run_id: str, ok: bool, error: str | None = None, pruned: b
 
 def pictures(cfg: Config, result: dict, out_dir: str) -> list[str]:
     """Target samples (same noise) from base / unlearned / attacked, retained-condition samples, loss curve."""
-    from .base import new_unet, training_space
+    from .base import codec_of, new_unet
     from .data import load_dataset
     from .diffusion import sample
     from .evaluate import class_noise
 
-    ds, codec = training_space(cfg, load_dataset(cfg.data))
+    ds = load_dataset(cfg.data)
+    codec = codec_of(cfg, ds)  # a handful of samples: encode one image for the latent shape, not the dataset
     target = cfg.target
-    shape = tuple(ds.train_x.shape[1:])
+    shape = tuple((codec.encode(ds.train_x[:1]) if codec is not None else ds.train_x).shape[1:])
 
     def load(uri):
         model = new_unet(cfg, ds)
