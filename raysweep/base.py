@@ -17,12 +17,18 @@ from .diffusion import DenoisingLoss, make_unet
 from .evaluate import Evaluator
 from .judge import factor_accuracy, make_judge, train_judge
 from .loop import finetune
+from .target import conditions
 
 
 def _data_key(cfg: Config) -> dict:
     d = dataclasses.asdict(cfg.data)
-    for k in ("forget_class", "download", "target") + (("styles",) if cfg.data.dataset != "digits-styles" else ()):
+    for k in ("forget_class", "download", "target"):
         d.pop(k)  # what does not change the data a base is trained on (keeps earlier cache keys valid)
+    styles = conditions(cfg.data).styles
+    if styles:  # the styles in use, spelled out: "" and the default's names are one dataset
+        d["styles"] = ",".join(styles)
+    else:
+        d.pop("styles")
     return d
 
 
@@ -56,14 +62,22 @@ def codec_of(cfg: Config, pixels: Dataset):
     return codec_for(cfg.model, pixels.conditions, pixels.channels)
 
 
-def training_space(cfg: Config, pixels: Dataset):
+def training_space(cfg: Config, pixels: Dataset, root: str | None = None):
     """(dataset the diffusion model trains on, codec back to pixels or None). Stable Diffusion trains on VAE
-    latents of the images, encoded once; judges and FID always see pixels."""
+    latents of the images; judges and FID always see pixels. With a store ``root`` the latents are encoded once
+    per (data, VAE) and read back by every later trial."""
     codec = codec_of(cfg, pixels)
     if codec is None:
         return pixels, None
-    return Dataset(pixels.name, codec.encode(pixels.train_x), pixels.train_y, codec.encode(pixels.test_x),
-                   pixels.test_y, pixels.conditions), codec
+    key = {"data": _data_key(cfg), "vae": {"preset": cfg.model.preset, "sd_path": cfg.model.sd_path}}
+    uri = store.join(root, "base", f"latents-{content_hash(key)}.parquet") if root else None
+    if uri and store.exists(uri):
+        z = store.load_state(uri)[0]
+    else:
+        z = {"train": codec.encode(pixels.train_x), "test": codec.encode(pixels.test_x)}
+        if uri:
+            store.save_state(uri, z, kind="latents", config=key)
+    return Dataset(pixels.name, z["train"], pixels.train_y, z["test"], pixels.test_y, pixels.conditions), codec
 
 
 def pretrain_model(cfg: Config, ds: Dataset, exclude: int | None = None, progress: bool = False,
@@ -116,7 +130,7 @@ class Bases:
 
 def prepare(cfg: Config, root: str, progress: bool = False, device: str = "cpu") -> Bases:
     pixels = load_dataset(cfg.data)
-    ds, codec = training_space(cfg, pixels)
+    ds, codec = training_space(cfg, pixels, root)
     judge, info, judge_id = get_judge(cfg, pixels, root, device)
     model, uri, cached = get_base(cfg, ds, root, progress, device)
     factors = {f"judge_{k}": v for k, v in info.items() if k != "test_acc"}

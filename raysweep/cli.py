@@ -18,8 +18,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="digits", help="digits (embedded default) | digits-styles | cifar10")
-    p.add_argument("--root", default="", help="cifar10: directory holding cifar-10-batches-py")
+    p.add_argument("--dataset", default="digits", help="digits (embedded default) | digits-styles | cifar10 | unlearncanvas")
+    p.add_argument("--root", default="", help="cifar10: directory holding cifar-10-batches-py; unlearncanvas: the "
+                   "release's <Style>/<Object>/<n>.jpg tree")
     p.add_argument("--out", default="runs", help="output root: a local directory or s3://bucket/prefix")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set pretrain.steps=2000 (repeatable)")

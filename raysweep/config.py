@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-DATASETS = {"digits": 10, "cifar10": 10, "digits-styles": 10}  # name -> number of object classes K
+DATASETS = {"digits": 10, "cifar10": 10, "digits-styles": 10, "unlearncanvas": 20}  # name -> number of object classes K
 
 
 class RaysweepError(Exception):
@@ -26,14 +26,16 @@ class ConfigError(RaysweepError, ValueError):
 @dataclass
 class Data:
     dataset: str = "digits"
-    root: str = ""  # cifar10: directory holding cifar-10-batches-py
+    root: str = ""  # cifar10: directory holding cifar-10-batches-py; unlearncanvas: <Style>/<Object>/<n>.jpg
     download: bool = False  # cifar10 only: fetch into root when it is missing
     resolution: int = 0  # 0 = native (8 for digits, 32 for cifar10)
     test_fraction: float = 0.2  # digits: share of the 1,797 images held out as the test split
     split_seed: int = 0
     forget_class: int = 3
-    # digits-styles: the styles every digit is rendered in (data.STYLES); the conditions are (digit, style)
-    styles: str = "plain,inverted,rotated,faint"
+    # two-factor datasets, conditioned on (object, style): the styles to use. "" = the dataset's own: digits-styles
+    # renders every digit in plain,inverted,rotated,faint (data.STYLES has more); unlearncanvas takes every style
+    # directory under root
+    styles: str = ""
     # what is forgotten: object=NAME | style=NAME | object=NAME,style=NAME; "" = object=<forget_class>
     target: str = ""
 
@@ -181,8 +183,11 @@ class Config:
         """The parsed ``data.target`` (raysweep.target.Target)."""
         from .target import conditions, parse_target
 
-        return parse_target(self.data.target or f"object={conditions(self.data).objects[self.data.forget_class]}",
-                            conditions(self.data))
+        conds = conditions(self.data)
+        if not self.data.target and self.data.forget_class >= len(conds.objects):  # a tree with fewer objects
+            raise ConfigError(f"data.forget_class={self.data.forget_class} is out of range: the dataset has "
+                              f"{len(conds.objects)} objects; name the target with data.target")
+        return parse_target(self.data.target or f"object={conds.objects[self.data.forget_class]}", conds)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -122,8 +122,15 @@ def load_cifar10(cfg: Data) -> Dataset:
     return Dataset("cifar10", xtr, ytr, xte, yte, conditions(cfg))
 
 
+def load_unlearncanvas(cfg: Data) -> Dataset:
+    from .canvas import load_unlearncanvas as load
+
+    return load(cfg)
+
+
 LOADERS: dict[str, Callable[[Data], Dataset]] = {"digits": load_digits, "cifar10": load_cifar10,
-                                                  "digits-styles": load_digits_styles}
+                                                  "digits-styles": load_digits_styles,
+                                                  "unlearncanvas": load_unlearncanvas}
 
 
 def load_dataset(cfg: Data) -> Dataset:

@@ -25,6 +25,7 @@ PRESETS = {
     "tiny": ((16, 32), ("DownBlock2D", "DownBlock2D"), ("UpBlock2D", "UpBlock2D"), 1, 8),
 }
 PRESETS["digits-styles"] = PRESETS["digits"]
+PRESETS["unlearncanvas"] = PRESETS["cifar10"]  # a pixel model at low resolution; at 512 use model.preset=sd
 
 
 class FactorEmbedding(nn.Module):

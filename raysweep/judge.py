@@ -31,15 +31,18 @@ class SmallCNN(nn.Module):
 
 
 class ResNetJudge(nn.Module):
-    """CIFAR judge: torchvision ResNet-18 with a 3x3 stem for 32x32 inputs."""
+    """torchvision ResNet-18; for 32x32 inputs (CIFAR) with a 3x3 stem, else ImageNet's (stride 4)."""
 
-    def __init__(self, channels: int, num_classes: int):
+    def __init__(self, channels: int, num_classes: int, small_input: bool = True):
         super().__init__()
         from torchvision.models import resnet18
 
         net = resnet18(weights=None, num_classes=num_classes)
-        net.conv1 = nn.Conv2d(channels, 64, 3, padding=1, bias=False)
-        net.maxpool = nn.Identity()
+        if small_input:
+            net.conv1 = nn.Conv2d(channels, 64, 3, padding=1, bias=False)
+            net.maxpool = nn.Identity()
+        elif channels != 3:
+            net.conv1 = nn.Conv2d(channels, 64, 7, stride=2, padding=3, bias=False)
         self.head = net.fc
         net.fc = nn.Identity()
         self.features = net
@@ -54,9 +57,9 @@ class FactorJudge(nn.Module):
     ``log p(o, s) = log p(o) + log p(s)``. Cross-entropy on that trains each on its own factor, and its argmax
     is the pair of argmaxes, so AR, retain accuracy and FID code need not know there are two."""
 
-    def __init__(self, channels: int, objects: int, styles: int):
+    def __init__(self, channels: int, objects: int, styles: int, backbone=SmallCNN):
         super().__init__()
-        self.object, self.style = SmallCNN(channels, objects), SmallCNN(channels, styles)
+        self.object, self.style = backbone(channels, objects), backbone(channels, styles)
         self.num_features = self.object.num_features + self.style.num_features
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,8 +71,10 @@ class FactorJudge(nn.Module):
 
 
 def make_judge(dataset: str, channels: int, num_classes: int, styles: int = 0) -> nn.Module:
-    if styles:
-        return FactorJudge(channels, num_classes, styles)
+    if styles:  # UnlearnCanvas' paintings (256-512 px) need more than the 8x8 digits' three convs
+        large = dataset == "unlearncanvas"
+        return FactorJudge(channels, num_classes, styles,
+                           (lambda c, k: ResNetJudge(c, k, small_input=False)) if large else SmallCNN)
     return ResNetJudge(channels, num_classes) if dataset == "cifar10" else SmallCNN(channels, num_classes)
 
 

@@ -1,6 +1,6 @@
 """The Stable-Diffusion path: a text-conditioned latent UNet that looks like the class-conditional one.
 
-Each condition of ``Conditions`` becomes the prompt "An {object} image in {style} style."; the empty prompt is
+Each condition of ``Conditions`` becomes the prompt "A {object} image in {style} style."; the empty prompt is
 the null condition, last, so ``null_class`` (``num_class_embeds - 1``) and the CFG sampler work unchanged. The
 prompts are encoded once by the frozen text encoder: unlearning touches only the UNet, so its embeddings are
 constants and a label just selects one. Images live in the VAE's latent space (``LatentCodec``).
@@ -34,15 +34,21 @@ class SDComponents:
     vae: AutoencoderKL
 
 
+def style_words(style: str) -> str:
+    """A style's name in a prompt, as UnlearnCanvas fine-tuned its Stable Diffusion: ``Van_Gogh`` -> "Van Gogh",
+    its photographs (``Seed_Images``) -> "Photo"."""
+    return "Photo" if style == "Seed_Images" else style.replace("_", " ")
+
+
 def prompts(conds: Conditions) -> list[str]:
-    """One prompt per condition index, then "" (the null condition)."""
+    """One prompt per condition index (UnlearnCanvas' template), then "" (the null condition)."""
     out = [""] * conds.n
     for o, obj in enumerate(conds.objects):
         if not conds.factored:
-            out[conds.index(o)] = f"An {obj} image."
+            out[conds.index(o)] = f"A {obj} image."
             continue
         for s, style in enumerate(conds.styles):
-            out[conds.index(o, s)] = f"An {obj} image in {style} style."
+            out[conds.index(o, s)] = f"A {obj} image in {style_words(style)} style."
     return out + [""]
 
 

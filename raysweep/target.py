@@ -14,6 +14,7 @@ import torch
 
 from .config import ConfigError, Data
 
+DIGIT_STYLES = "plain,inverted,rotated,faint"  # digits-styles' default data.styles
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -50,10 +51,14 @@ def conditions(cfg: Data) -> Conditions:
 
     if cfg.dataset == "cifar10":
         return Conditions(CIFAR10)
+    if cfg.dataset == "unlearncanvas":
+        from .canvas import canvas_conditions
+
+        return canvas_conditions(cfg)
     digits = tuple(str(d) for d in range(10))
     if cfg.dataset != "digits-styles":
         return Conditions(digits)
-    styles = tuple(s.strip() for s in cfg.styles.split(",") if s.strip())
+    styles = tuple(s.strip() for s in (cfg.styles or DIGIT_STYLES).split(",") if s.strip())
     for s in styles:
         if s not in STYLES:
             raise ConfigError(f"unknown style {s!r} in data.styles; choose from {sorted(STYLES)}")

@@ -47,6 +47,23 @@ def run_cli(*args, timeout=300, env=None, cwd=None):
                           env={**os.environ, **(env or {})}, cwd=cwd)
 
 
+def run_clis(commands: dict, timeout=300, env=None) -> dict:
+    """Several ``python -m ...`` commands at once, each as a user would run it; key -> CompletedProcess. A command
+    that fails on its input spends its time importing, so two cores run these about twice as fast together."""
+    procs = {k: start_cli(*args, env=env) for k, args in commands.items()}
+    done = {}
+    for k, p in procs.items():
+        out, err = p.communicate(timeout=timeout)
+        done[k] = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    return done
+
+
+def assert_one_line_error(res: subprocess.CompletedProcess, *needles: str) -> None:
+    """Bad input: a non-zero exit and one stderr line that names the problem."""
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode != 0 and len(lines) == 1 and all(n in lines[0] for n in needles), res.stderr[-2000:]
+
+
 def start_cli(*args, env=None, cwd=None) -> subprocess.Popen:
     """``python -m ...`` in the background, in its own process group (so a test can kill all of it)."""
     return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

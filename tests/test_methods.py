@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from conftest import run_cli, tiny_config
+from conftest import assert_one_line_error, run_cli, run_clis, tiny_config
 from raysweep import store
 from raysweep.config import RaysweepError
 from raysweep.data import load_dataset
@@ -176,18 +176,25 @@ def test_generated_aux_drops_the_forgotten_class(digits):
 TRIAL = ["--set", "model.preset=tiny", "--set", "pretrain.steps=10", "--set", "judge.epochs=2"]
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--method", "forgetful"], "unknown method"),
-    (["--set", "dimum.beta=-1"], "dimum.beta"),
-    (["--set", "dimum.alternative=class:3"], "class:3"),
-    (["--set", "dimum.alternative=class:12"], "out of range"),
-    (["--set", "attack.steps=0,500,250"], "strictly increasing"),
-    (["--set", "attack.aux=internet"], "attack.aux"),
-])
-def test_trial_bad_input_is_one_line(tmp_path, args, needle):
-    res = run_cli("raysweep.trial", "--out", str(tmp_path), *TRIAL, *args)
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode != 0 and len(lines) == 1 and needle in lines[0], res.stderr
+BAD_TRIALS = {  # what the one error line must name -> the arguments
+    "unknown method": ["--method", "forgetful"],
+    "dimum.beta": ["--set", "dimum.beta=-1"],
+    "class:3": ["--set", "dimum.alternative=class:3"],
+    "out of range": ["--set", "dimum.alternative=class:12"],
+    "strictly increasing": ["--set", "attack.steps=0,500,250"],
+    "attack.aux": ["--set", "attack.aux=internet"],
+}
+
+
+@pytest.fixture(scope="module")
+def bad_trials(tmp_path_factory):
+    return run_clis({k: ("raysweep.trial", "--out", str(tmp_path_factory.mktemp("bad")), *TRIAL, *a)
+                     for k, a in BAD_TRIALS.items()})
+
+
+@pytest.mark.parametrize("needle", list(BAD_TRIALS))
+def test_trial_bad_input_is_one_line(bad_trials, needle):
+    assert_one_line_error(bad_trials[needle], needle)
 
 
 def test_trial_cli_json(tmp_path):

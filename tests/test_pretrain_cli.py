@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli, run_clis
 
 TINY = ["--set", "model.preset=tiny", "--set", "pretrain.steps=30", "--set", "judge.epochs=3",
         "--set", "eval.steps=4", "--set", "eval.n_per_class=8"]
@@ -24,19 +24,24 @@ def test_tiny_pretraining_end_to_end_and_cache(tmp_path):
                                                                         a["judge_test_acc"])
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--dataset", "mnist"], "unknown dataset"),
-    (["--set", "data.forget_class=10"], "forget_class=10"),
-    (["--dataset", "cifar10", "--root", "/nonexistent/cifar"], "/nonexistent/cifar"),
-    (["--steps", "0"], "pretrain.steps must be positive"),
-    (["--set", "pretrain.stepz=3"], "unknown config key"),
-    (["--set", "pretrain.steps=many"], "pretrain.steps"),
-    (["--set", "eval.fid_extractor=inception", "--set", "model.preset=tiny", "--set", "pretrain.steps=2",
-      "--set", "judge.epochs=1", "--set", "eval.steps=1", "--set", "eval.n_per_class=2"], "inception"),
-])
-def test_bad_input_is_one_line_and_nonzero(tmp_path, args, needle):
-    res = run_cli("raysweep.pretrain", "--out", str(tmp_path), *args)
-    assert res.returncode != 0
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], res.stderr
-    assert "Traceback" not in res.stderr
+BAD = {  # what the one error line must name -> the arguments
+    "unknown dataset": ["--dataset", "mnist"],
+    "forget_class=10": ["--set", "data.forget_class=10"],
+    "/nonexistent/cifar": ["--dataset", "cifar10", "--root", "/nonexistent/cifar"],
+    "pretrain.steps must be positive": ["--steps", "0"],
+    "unknown config key": ["--set", "pretrain.stepz=3"],
+    "pretrain.steps": ["--set", "pretrain.steps=many"],
+    "inception": ["--set", "eval.fid_extractor=inception", "--set", "model.preset=tiny", "--set", "pretrain.steps=2",
+                  "--set", "judge.epochs=1", "--set", "eval.steps=1", "--set", "eval.n_per_class=2"],
+}
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory):
+    return run_clis({k: ("raysweep.pretrain", "--out", str(tmp_path_factory.mktemp("bad")), *a)
+                     for k, a in BAD.items()})
+
+
+@pytest.mark.parametrize("needle", list(BAD))
+def test_bad_input_is_one_line_and_nonzero(bad_runs, needle):
+    assert_one_line_error(bad_runs[needle], needle)

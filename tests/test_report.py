@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, assert_one_line_error, run_cli, run_clis
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -66,14 +66,13 @@ def test_report_renders_in_chromium(report):
 
 
 def test_report_bad_inputs(tmp_path):
-    res = run_cli("raysweep.report", str(tmp_path / "nope"))
-    assert res.returncode != 0 and "not found" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     pq.write_table(pa.table({"trial_id": ["a", "b"], "status": ["error", "error"], "error": ["x", "y"],
                              "fid_judge": [float("nan")] * 2, "ar_dimra_final": [float("nan")] * 2}),
                    sweep / "results.parquet")
-    res = run_cli("raysweep.report", str(sweep))
-    assert res.returncode != 0 and "no finished trials" in res.stderr and len(res.stderr.strip().splitlines()) == 1
-    res = run_cli("raysweep.report", str(sweep), "--y", "happiness")
-    assert res.returncode != 0 and "happiness" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = run_clis({"missing": ("raysweep.report", str(tmp_path / "nope")), "failed": ("raysweep.report", str(sweep)),
+                    "metric": ("raysweep.report", str(sweep), "--y", "happiness")})
+    assert_one_line_error(res["missing"], "not found")
+    assert_one_line_error(res["failed"], "no finished trials")
+    assert_one_line_error(res["metric"], "happiness")

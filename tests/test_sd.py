@@ -23,15 +23,18 @@ def _xt(n=4, seed=0):
 
 
 def test_prompts_in_condition_order_with_null_last():
-    assert prompts(CONDS) == ["An 0 image in plain style.", "An 0 image in inverted style.",
-                              "An 1 image in plain style.", "An 1 image in inverted style.", ""]
-    assert prompts(Conditions(("cat", "dog"))) == ["An cat image.", "An dog image.", ""]
+    assert prompts(CONDS) == ["A 0 image in plain style.", "A 0 image in inverted style.",
+                              "A 1 image in plain style.", "A 1 image in inverted style.", ""]
+    assert prompts(Conditions(("cat", "dog"))) == ["A cat image.", "A dog image.", ""]
+    # UnlearnCanvas' spelling: underscores are spaces, its photographs are "Photo" style
+    assert prompts(Conditions(("Cats",), ("Van_Gogh", "Seed_Images")))[:2] == [
+        "A Cats image in Van Gogh style.", "A Cats image in Photo style."]
 
 
 def test_tiny_tokenizer_spells_prompt_words_whole():
     tok = tiny_components(CONDS).tokenizer
-    words = tok.convert_ids_to_tokens(tok("An 1 image in plain style.").input_ids)
-    assert words[1:-1] == ["an</w>", "1</w>", "image</w>", "in</w>", "plain</w>", "style</w>", ".</w>"]
+    words = tok.convert_ids_to_tokens(tok("A 1 image in plain style.").input_ids)
+    assert words[1:-1] == ["a</w>", "1</w>", "image</w>", "in</w>", "plain</w>", "style</w>", ".</w>"]
 
 
 def test_wrapper_shape_labels_and_null(built):
@@ -136,7 +139,7 @@ def test_tiny_components_seeded_and_rng_untouched():
 
 def test_encode_prompts_pads_to_max_length():
     comp = tiny_components(CONDS)
-    e = encode_prompts(comp.tokenizer, comp.text_encoder, ["", "An 0 image in plain style."])
+    e = encode_prompts(comp.tokenizer, comp.text_encoder, ["", "A 0 image in plain style."])
     assert e.shape == (2, comp.tokenizer.model_max_length, 32) and not e.requires_grad
 
 

@@ -1,5 +1,7 @@
 """The sweep system end to end: a real local Ray, a real MLflow server on 127.0.0.1, Optuna in SQLite."""
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import optuna
@@ -8,7 +10,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import run_cli
+from conftest import assert_one_line_error, kill_ray_under, run_cli, run_clis
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -64,18 +66,28 @@ def test_every_outcome_is_recorded_and_the_sweep_goes_on(tmp_path, ray_env):
     assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED", "FINISHED", "FINISHED"]
 
 
-@pytest.mark.parametrize("args, needle", [
-    ([str(DATA / "missing.py")], "experiment file not found"),
-    ([str(DATA / "no_experiment.py")], "defines no `experiment"),
-    ([str(DATA / "unknown_key_sweep.py")], "unknown config key 'unlearn.stepz'"),
-    ([str(DATA / "unknown_objective_sweep.py")], "objective 'happiness'"),
-    ([str(ROOT / "experiments" / "steps_sweep.py"), "--address", "127.0.0.1:1"], "unreachable"),
-    ([str(ROOT / "experiments" / "steps_sweep.py"), "--mlflow-uri", "http://127.0.0.1:1"], "MLflow"),
-])
-def test_sweep_bad_input_is_one_line(tmp_path, ray_env, args, needle):
-    res = run_cli("raysweep.tune", *args, "--storage", str(tmp_path), timeout=120, env=ray_env)
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode != 0 and len(lines) == 1 and needle in lines[0], res.stderr[-2000:]
+BAD_SWEEPS = {  # what the one error line must name -> the arguments (none of them starts a local Ray)
+    "experiment file not found": [str(DATA / "missing.py")],
+    "defines no `experiment": [str(DATA / "no_experiment.py")],
+    "unknown config key 'unlearn.stepz'": [str(DATA / "unknown_key_sweep.py")],
+    "objective 'happiness'": [str(DATA / "unknown_objective_sweep.py")],
+    "unreachable": [str(ROOT / "experiments" / "steps_sweep.py"), "--address", "127.0.0.1:1"],
+    "MLflow": [str(ROOT / "experiments" / "steps_sweep.py"), "--mlflow-uri", "http://127.0.0.1:1"],
+}
+
+
+@pytest.fixture(scope="module")
+def bad_sweeps(tmp_path_factory):
+    ray_tmp = tempfile.mkdtemp(prefix="rs", dir="/tmp")
+    yield run_clis({k: ("raysweep.tune", *a, "--storage", str(tmp_path_factory.mktemp("bad")))
+                    for k, a in BAD_SWEEPS.items()}, timeout=120, env={"RAY_TMPDIR": ray_tmp})
+    kill_ray_under(ray_tmp)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.mark.parametrize("needle", list(BAD_SWEEPS))
+def test_sweep_bad_input_is_one_line(bad_sweeps, needle):
+    assert_one_line_error(bad_sweeps[needle], needle)
 
 
 def test_cluster_yaml_passes_rays_schema():
