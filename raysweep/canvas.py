@@ -88,6 +88,12 @@ def _read(path: Path, resolution: int) -> np.ndarray:
         raise RaysweepError(f"unlearncanvas: cannot read {path}: {e}") from None
 
 
+def read_all(paths: list[Path], resolution: int, workers: int = min(16, os.cpu_count() or 1)) -> list[np.ndarray]:
+    """Decode (and resize) every image; PIL decodes outside the GIL, so threads scale with cores."""
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda p: _read(p, resolution), paths))
+
+
 def _tensor(images: list[np.ndarray]) -> torch.Tensor:
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
     return torch.cat([c.float() / 127.5 - 1.0 for c in x.split(1024)])  # chunks: no second full-size float copy
@@ -104,8 +110,7 @@ def load_unlearncanvas(cfg: Data):
             paths += files
             labels += [conds.index(o, s)] * len(files)
             test += _test_mask(len(files), cfg, style, obj).tolist()
-    with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as pool:  # PIL decodes outside the GIL
-        images = list(pool.map(lambda p: _read(p, cfg.resolution), paths))
+    images = read_all(paths, cfg.resolution)
     if not any(test):
         raise RaysweepError(f"unlearncanvas: the test split is empty (data.test_fraction={cfg.test_fraction}; a "
                             "style/object cell needs >= 2 images to hold one out)")
