@@ -110,10 +110,10 @@ def load_unlearncanvas(cfg: Data):
             paths += files
             labels += [conds.index(o, s)] * len(files)
             test += _test_mask(len(files), cfg, style, obj).tolist()
-    images = read_all(paths, cfg.resolution)
     if not any(test):
         raise RaysweepError(f"unlearncanvas: the test split is empty (data.test_fraction={cfg.test_fraction}; a "
                             "style/object cell needs >= 2 images to hold one out)")
+    images = read_all(paths, cfg.resolution)
     sizes = {im.shape for im in images}
     if len(sizes) > 1:
         raise RaysweepError(f"unlearncanvas: images differ in size {sorted(sizes)[:3]}; set data.resolution")

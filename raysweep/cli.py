@@ -18,7 +18,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="digits", help="digits (embedded default) | digits-styles | cifar10 | unlearncanvas")
+    p.add_argument("--dataset", default="digits",
+                   help="digits (embedded default) | digits-styles | cifar10 | unlearncanvas")
     p.add_argument("--root", default="", help="cifar10: directory holding cifar-10-batches-py; unlearncanvas: the "
                    "release's <Style>/<Object>/<n>.jpg tree")
     p.add_argument("--out", default="runs", help="output root: a local directory or s3://bucket/prefix")

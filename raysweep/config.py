@@ -28,7 +28,7 @@ class Data:
     dataset: str = "digits"
     root: str = ""  # cifar10: directory holding cifar-10-batches-py; unlearncanvas: <Style>/<Object>/<n>.jpg
     download: bool = False  # cifar10 only: fetch into root when it is missing
-    resolution: int = 0  # 0 = native (8 for digits, 32 for cifar10)
+    resolution: int = 0  # 0 = native (8 for digits, 32 for cifar10, 512 for unlearncanvas)
     test_fraction: float = 0.2  # digits: share of the 1,797 images held out as the test split
     split_seed: int = 0
     forget_class: int = 3
