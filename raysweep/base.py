@@ -62,21 +62,16 @@ def codec_of(cfg: Config, pixels: Dataset):
     return codec_for(cfg.model, pixels.conditions, pixels.channels)
 
 
-def training_space(cfg: Config, pixels: Dataset, root: str | None = None):
+def training_space(cfg: Config, pixels: Dataset, root: str):
     """(dataset the diffusion model trains on, codec back to pixels or None). Stable Diffusion trains on VAE
-    latents of the images; judges and FID always see pixels. With a store ``root`` the latents are encoded once
-    per (data, VAE) and read back by every later trial."""
+    latents of the images, encoded once per (data, VAE) into the store ``root`` and read back by later trials;
+    judges and FID always see pixels."""
     codec = codec_of(cfg, pixels)
     if codec is None:
         return pixels, None
     key = {"data": _data_key(cfg), "vae": {"preset": cfg.model.preset, "sd_path": cfg.model.sd_path}}
-    uri = store.join(root, "base", f"latents-{content_hash(key)}.parquet") if root else None
-    if uri and store.exists(uri):
-        z = store.load_state(uri)[0]
-    else:
-        z = {"train": codec.encode(pixels.train_x), "test": codec.encode(pixels.test_x)}
-        if uri:
-            store.save_state(uri, z, kind="latents", config=key)
+    z, _, _ = store.cached_state(root, "latents", key, lambda: (
+        {"train": codec.encode(pixels.train_x), "test": codec.encode(pixels.test_x)}, {}))
     return Dataset(pixels.name, z["train"], pixels.train_y, z["test"], pixels.test_y, pixels.conditions), codec
 
 

@@ -175,10 +175,6 @@ class Config:
     dimum: DiMUM = field(default_factory=DiMUM)
 
     @property
-    def num_classes(self) -> int:
-        return DATASETS[self.data.dataset]
-
-    @property
     def target(self):
         """The parsed ``data.target`` (raysweep.target.Target)."""
         from .target import conditions, parse_target

@@ -124,23 +124,36 @@ def join(root: str, *parts: str) -> str:
     return posixpath.join(root.rstrip("/"), *parts)
 
 
-def cached_module(root: str, kind: str, key_config: dict[str, Any], build: Callable[[], tuple[torch.nn.Module, dict]],
-                  make: Callable[[], torch.nn.Module]) -> tuple[torch.nn.Module, dict, bool]:
-    """Load ``kind`` from ``root/base/kind-<hash of key_config>.parquet`` or build and save it.
-
-    ``build()`` returns (module, extra metadata); ``make()`` an untrained module to load weights into.
-    Returns (module, extra, was_cached).
-    """
-    key = content_hash(key_config)
-    uri = join(root, "base", f"{kind}-{key}.parquet")
+def cached_state(root: str, kind: str, key_config: dict[str, Any],
+                 build: Callable[[], tuple[dict[str, torch.Tensor], dict]]) -> tuple[dict[str, torch.Tensor], dict, bool]:
+    """Load ``kind`` from ``root/base/kind-<hash of key_config>.parquet`` or build (tensors, extra metadata) and
+    save it. Returns (tensors, extra, was_cached)."""
+    uri = join(root, "base", f"{kind}-{content_hash(key_config)}.parquet")
     if exists(uri):
         state, meta = load_state(uri)
-        module = make()
-        module.load_state_dict(state)
-        return module, meta["extra"], True
-    module, extra = build()
-    save_state(uri, module.state_dict(), kind=kind, config=key_config, extra=extra)
-    return module, extra, False
+        return state, meta["extra"], True
+    state, extra = build()
+    save_state(uri, state, kind=kind, config=key_config, extra=extra)
+    return state, extra, False
+
+
+def cached_module(root: str, kind: str, key_config: dict[str, Any], build: Callable[[], tuple[torch.nn.Module, dict]],
+                  make: Callable[[], torch.nn.Module]) -> tuple[torch.nn.Module, dict, bool]:
+    """``cached_state`` for a module: ``build()`` returns (module, extra metadata); ``make()`` an untrained module
+    to load cached weights into. Returns (module, extra, was_cached)."""
+    built = []
+
+    def build_state():
+        module, extra = build()
+        built.append(module)
+        return module.state_dict(), extra
+
+    state, extra, cached = cached_state(root, kind, key_config, build_state)
+    if not cached:
+        return built[0], extra, False
+    module = make()
+    module.load_state_dict(state)
+    return module, extra, True
 
 
 def write_json(uri: str, obj: Any) -> None:
