@@ -1,5 +1,6 @@
 """DiMRA, the relearning attack: finetune the unlearned model with the plain denoising loss on D_aux
-(true labels; D_aux never contains c_u) and watch AR(c_u) come back, or not."""
+(true labels; D_aux never contains c_u) and watch AR(c_u) come back, or not — and what the finetuning does to
+the rest of the model (retain accuracy and FID at every checkpoint: an attack can also repair a damaged model)."""
 from __future__ import annotations
 
 import math
@@ -15,6 +16,7 @@ from .data import Dataset, aux_stream
 from .diffusion import DenoisingLoss
 from .evaluate import DiffusionGenerator, Evaluator
 from .loop import LoopState, finetune
+from .seeds import derive
 from .target import Target, as_target
 
 
@@ -22,6 +24,8 @@ from .target import Target, as_target
 class AttackResult:
     ar: dict[int, float] = field(default_factory=dict)  # attack step -> AR(c_u)
     ar_cl: dict[int, float] = field(default_factory=dict)  # attack step -> share of samples judged as after unlearning
+    retain_acc: dict[int, float] = field(default_factory=dict)  # attack step -> retain accuracy
+    fid: dict[int, float] = field(default_factory=dict)  # attack step -> FID (the evaluation's extractor)
     losses: list[float] = field(default_factory=list)
     status: str = "ok"
     seconds: float = 0.0
@@ -34,31 +38,46 @@ def aux_data(cfg: Config, ds: Dataset, model: nn.Module, target: Target):
     if a.aux == "generated":
         gen = DiffusionGenerator(model, cfg.eval, cfg.schedule)
         labels = torch.cat([torch.full((a.generated_per_class,), c) for c in target.retain])
-        g = torch.Generator().manual_seed(a.seed + 4242)
+        g = torch.Generator().manual_seed(derive(a.seed, "aux_generated"))
         generated = (gen(labels, torch.randn((len(labels), *ds.train_x.shape[1:]), generator=g)), labels)
     return aux_stream(ds, target, a.aux, a.batch_size, a.seed, generated)
 
 
 def dimra(model: nn.Module, cfg: Config, ds: Dataset, target: Target | int, evaluator: Evaluator,
-          labels_before: torch.Tensor, on_checkpoint: Callable[[int, nn.Module, dict], None] | None = None,
+          before: dict, on_checkpoint: Callable[[int, nn.Module, dict], None] | None = None,
           progress: bool = False, resume: LoopState | None = None,
-          save: Callable[[LoopState], None] | None = None) -> AttackResult:
-    """Attack ``model`` in place. At each step of ``cfg.attack.steps``: AR(c_u), AR_CL against
-    ``labels_before`` (the judge's labels of the same noise before the attack), ``on_checkpoint``, and ``save``
-    (a loop state holding the curve so far). ``resume`` continues from such a state; ``model`` must then hold the
-    unlearned weights (the ``generated`` aux set is drawn from them)."""
+          save: Callable[[LoopState], None] | None = None, utility: bool = True) -> AttackResult:
+    """Attack ``model`` in place. ``before``: the unlearned model's evaluation, ``{"labels": the judge's labels of
+    the target's samples, "retain_acc", "fid"}`` (step 0 of the curves). At each positive step of
+    ``cfg.attack.steps``: AR(c_u) and AR_CL against those labels (same noise), with ``utility`` also retain
+    accuracy and FID; then ``on_checkpoint`` and ``save`` (a loop state holding the curves so far). ``resume``
+    continues from such a state; ``model`` must then hold the unlearned weights (the ``generated`` aux set is
+    drawn from them)."""
     a, target = cfg.attack, as_target(target, ds.conditions)
     checkpoints = list(a.steps)
     result = AttackResult()
     denoise = DenoisingLoss(cfg.schedule, a.label_dropout)
     gen = DiffusionGenerator(model, cfg.eval, cfg.schedule)
+    labels_before = before["labels"]
+    fid_key = f"fid_{cfg.eval.fid_extractor}"
 
     def measure(step: int, m: nn.Module) -> None:
-        labels = labels_before if step == 0 else evaluator.judge_labels(gen, target)
+        if step == 0:
+            labels, util = labels_before, {k: before[k] for k in ("retain_acc", "fid") if k in before}
+        elif utility:
+            labels = evaluator.judge_labels(gen, target)
+            ev = evaluator.evaluate(gen, target, forget_labels=labels)
+            util = {"retain_acc": ev["retain_acc"], "fid": ev[fid_key]}
+        else:
+            labels, util = evaluator.judge_labels(gen, target), {}
         result.ar[step] = float(target.mask(labels).float().mean())
         result.ar_cl[step] = float((labels == labels_before).float().mean())
+        if "retain_acc" in util:
+            result.retain_acc[step], result.fid[step] = util["retain_acc"], util["fid"]
         if on_checkpoint is not None:
-            on_checkpoint(step, m, {"ar_dimra": result.ar[step], "ar_cl": result.ar_cl[step]})
+            on_checkpoint(step, m, {"ar_dimra": result.ar[step], "ar_cl": result.ar_cl[step],
+                                    **({"retain_acc_attacked": util["retain_acc"],
+                                        "fid_attacked": util["fid"]} if util else {})})
 
     def loss(m, batches, step):
         images, labels = batches["aux"]
@@ -67,8 +86,8 @@ def dimra(model: nn.Module, cfg: Config, ds: Dataset, target: Target | int, eval
         return denoise(m, images, labels)
 
     if resume is not None:
-        result.ar = {int(k): v for k, v in resume.meta["ar"].items()}
-        result.ar_cl = {int(k): v for k, v in resume.meta["ar_cl"].items()}
+        for name in ("ar", "ar_cl", "retain_acc", "fid"):
+            setattr(result, name, {int(k): v for k, v in resume.meta.get(name, {}).items()})
     elif checkpoints[0] == 0:
         measure(0, model)
     positive = [s for s in checkpoints if s > 0]
@@ -79,7 +98,8 @@ def dimra(model: nn.Module, cfg: Config, ds: Dataset, target: Target | int, eval
 
         def keep(state: LoopState) -> None:
             if save is not None and state.step in positive:
-                save(LoopState(state.step, state.tensors, {**state.meta, "ar": result.ar, "ar_cl": result.ar_cl}))
+                save(LoopState(state.step, state.tensors, {**state.meta, "ar": result.ar, "ar_cl": result.ar_cl,
+                                                           "retain_acc": result.retain_acc, "fid": result.fid}))
 
         every = reduce(math.gcd, positive)
         run = finetune(model, loss, {"aux": aux_data(cfg, ds, model, target)}, positive[-1], lr=a.lr,

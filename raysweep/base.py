@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
 
 from . import store
@@ -17,7 +18,8 @@ from .diffusion import DenoisingLoss, make_unet
 from .evaluate import Evaluator
 from .judge import factor_accuracy, make_judge, train_judge
 from .loop import finetune
-from .target import conditions
+from .seeds import derive
+from .target import Target, conditions
 
 
 def _data_key(cfg: Config) -> dict:
@@ -33,8 +35,10 @@ def _data_key(cfg: Config) -> dict:
 
 
 def model_key(cfg: Config) -> dict:
+    # "init": the initial weights are drawn from pretrain.seed (before, from whatever the process had drawn)
     return {"data": _data_key(cfg), "model": dataclasses.asdict(cfg.model),
-            "schedule": dataclasses.asdict(cfg.schedule), "pretrain": dataclasses.asdict(cfg.pretrain)}
+            "schedule": dataclasses.asdict(cfg.schedule), "pretrain": dataclasses.asdict(cfg.pretrain),
+            "init": "seeded"}
 
 
 def judge_key(cfg: Config) -> dict:
@@ -75,16 +79,19 @@ def training_space(cfg: Config, pixels: Dataset, root: str):
     return Dataset(pixels.name, z["train"], pixels.train_y, z["test"], pixels.test_y, pixels.conditions), codec
 
 
-def pretrain_model(cfg: Config, ds: Dataset, exclude: int | None = None, progress: bool = False,
-                   device: str = "cpu"):
-    """Train a UNet from scratch on every class, or on all but ``exclude`` (the ``retrain`` gold standard)."""
+def pretrain_model(cfg: Config, ds: Dataset, exclude: Target | None = None, progress: bool = False,
+                   device: str = "cpu", seed: int | None = None):
+    """Train a UNet from scratch (initial weights, batches and noise all from ``seed``, default pretrain.seed) on
+    every condition, or on all but the target ``exclude`` (the ``retrain`` gold standard)."""
     p = cfg.pretrain
+    seed = p.seed if seed is None else seed
+    torch.manual_seed(seed)
     model = new_unet(cfg, ds).to(device)
-    data = (retain_stream(ds, exclude, p.batch_size, p.seed) if exclude is not None
-            else stream(ds.train_x, ds.train_y, p.batch_size, p.seed))
+    data = (retain_stream(ds, exclude, p.batch_size, seed) if exclude is not None
+            else stream(ds.train_x, ds.train_y, p.batch_size, seed))
     loss = DenoisingLoss(cfg.schedule, p.label_dropout)
     result = finetune(model, lambda m, b, s: loss(m, *b["data"]), {"data": data}, p.steps, lr=p.lr,
-                      grad_clip=p.grad_clip, ema=p.ema, seed=p.seed, progress=progress, desc="pretrain")
+                      grad_clip=p.grad_clip, ema=p.ema, seed=seed, progress=progress, desc="pretrain")
     return model, result
 
 
@@ -110,6 +117,24 @@ def get_base(cfg: Config, ds: Dataset, root: str, progress: bool = False, device
     model, _, cached = store.cached_module(root, "base", model_key(cfg), build, lambda: new_unet(cfg, ds))
     uri = store.join(root, "base", f"base-{content_hash(model_key(cfg))}.parquet")
     return model.to(device), uri, cached
+
+
+def retrain_seed(cfg: Config, unlearn_seed: int) -> int:
+    """Retrain's own training seed: one per (base seed, unlearning seed), never the base's."""
+    return cfg.pretrain.seed * 1_000_003 + derive(unlearn_seed, "retrain")
+
+
+def get_retrain(cfg: Config, ds: Dataset, target: Target, root: str, seed: int, progress: bool = False,
+                device: str = "cpu") -> tuple[nn.Module, dict]:
+    """The gold standard: a model trained from scratch on everything but the target, as the base was (same
+    pretraining config), from its own ``seed``. Cached per (base config, target, seed). Returns (model, extra)."""
+    def build():
+        m, r = pretrain_model(cfg, ds, exclude=target, progress=progress, device=device, seed=seed)
+        return m, {"steps": r.steps_run, "seconds": r.seconds, "losses": r.losses}
+
+    key = {**model_key(cfg), "exclude": target.spec, "retrain_seed": seed}
+    model, extra, _ = store.cached_module(root, f"retrain-{target.slug}", key, build, lambda: new_unet(cfg, ds))
+    return model.to(device), extra
 
 
 @dataclass

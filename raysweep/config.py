@@ -85,6 +85,8 @@ class Eval:
     fid_extractor: str = "judge"  # judge | inception
     seed: int = 1234
     batch_size: int = 1000
+    reference_seeds: int = 5  # evaluation seeds the base's utility reference (and fid_delta) is measured over
+    fid_retrain_gap: bool = True  # fid_delta includes how far the retrained gold standard's FID is above the base's
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Unlearn:
     grad_clip: float = 1.0
     label_dropout: float = 0.1  # on retain terms, so the null class (CFG) stays trained
     max_abs_loss: float = 1e4  # beyond this the phase is marked diverged
+    probes: int = 50  # reads of the unlearning term on a fixed batch (for convergence), spread over the steps
     seed: int = 0
 
 
@@ -117,43 +120,48 @@ class Attack:
     seed: int = 0
 
 
+# The methods' own knobs, in the units of the code each follows (its docstring in raysweep/methods/ names the
+# commit and converts to our per-pixel-mean losses where they differ).
+
 @dataclass
 class GA:
-    alpha: float = 1.0  # weight of the retain term
+    alpha: float = 1e-3  # retain weight; SalUn's DDPM code (--method ga): -L_sum(D_u) + alpha * L_sum(D_r)
 
 
 @dataclass
 class SalUn:
-    alpha: float = 1e-3  # retain weight (SalUn's DDPM setting)
-    mask_fraction: float = 0.5  # share of weights (largest |grad| of the forget loss) that may change
-    mask_batches: int = 4
+    alpha: float = 1e-3  # SalUn's units: forget MSE (per-pixel mean) + alpha * retain loss (summed over pixels)
+    mask_fraction: float = 0.5  # share of weights (largest |sum of grads| of the denoising loss on D_u) that may change
+    mask_guidance: float = 3.0  # the mask's CFG prediction, diffusers convention (SalUn's cond_scale 2 = ours 3)
 
 
 @dataclass
 class SA:
-    gamma: float = 1.0  # generative replay weight
-    lam: float = 10.0  # Fisher penalty weight (for mean-MSE losses; SA's code sums pixels)
-    replay_per_class: int = 50
-    fisher_batches: int = 20
+    gamma: float = 1.0  # generative replay weight ("leave it at 1")
+    lam: float = 10.0  # Fisher penalty weight, SA's units (pixel-summed losses; Fisher of the loss summed over t)
+    replay_per_class: int = 500  # samples of the original model per retained class (SA: 500)
+    fisher_per_class: int = 20  # of those, per class (forgotten one included) for the Fisher; SA: 500, each costs
+    #                             T forward/backward passes (1,000 here), so the default is smaller: a budget knob
 
 
 @dataclass
 class ESD:
-    eta: float = 1.0  # negative-guidance strength of the target
-    images: int = 200  # samples of c_u from the original model that are noised for training
+    eta: float = 7.5  # negative guidance (SalUn's DDPM port of ESD; ESD's SD code: 1.0)
+    start_guidance: float = 3.0  # guidance of the model's own samples x_t are drawn from (ESD: 3)
+    sample_steps: int = 50  # DDIM grid those samples walk (ESD: ddim_steps 50)
+    batch_size: int = 1  # ESD trains on one sample per step
 
 
 @dataclass
 class EraseDiff:
-    lam: float = 0.1
-    inner_steps: int = 2
-    inner_lr: float = 1e-4
+    lam: float = 0.1  # lambda_bome: weight of the forget objective's gap
+    inner_steps: int = 2  # K_steps: passes over D_u that give the inner value (logged as inner_gap)
 
 
 @dataclass
 class DiMUM:
     beta: float = 1.0  # weight of the memorization term
-    alternative: str = "retain"  # retain | class:k | generated | noise
+    alternative: str = "retain"  # retain | class:k | style:NAME | generated | noise
     generated_per_class: int = 50
 
 
@@ -236,12 +244,12 @@ class Config:
             raise ConfigError(f"unknown method {self.unlearn.method!r}; choose one of {sorted(REGISTRY)}")
         for name in ("unlearn.steps", "unlearn.check_every", "unlearn.check_n", "unlearn.batch_size",
                      "unlearn.lr", "attack.lr", "attack.batch_size", "attack.generated_per_class",
-                     "dimum.generated_per_class", "sa.replay_per_class", "esd.images", "salun.mask_batches",
-                     "sa.fisher_batches", "erasediff.inner_steps"):
+                     "dimum.generated_per_class", "sa.replay_per_class", "sa.fisher_per_class", "esd.batch_size",
+                     "esd.sample_steps", "erasediff.inner_steps", "unlearn.probes", "eval.reference_seeds"):
             if get_path(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {get_path(self, name)}")
         for name in ("ga.alpha", "salun.alpha", "sa.gamma", "sa.lam", "esd.eta", "erasediff.lam",
-                     "erasediff.inner_lr", "dimum.beta", "unlearn.checkpoint_every"):
+                     "dimum.beta", "salun.mask_guidance", "esd.start_guidance", "unlearn.checkpoint_every"):
             if get_path(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {get_path(self, name)}")
         if not 0.0 < self.salun.mask_fraction <= 1.0:

@@ -92,24 +92,43 @@ def make_scheduler(cfg: Schedule, kind: str = "ddpm"):
 
 
 class DenoisingLoss:
-    """``L(S, c)``: the ordinary epsilon-prediction MSE; with ``label_dropout`` some labels become null (CFG)."""
+    """``L(S, c)``: the ordinary epsilon-prediction MSE; with ``label_dropout`` some labels become null (CFG).
 
-    def __init__(self, schedule: Schedule, label_dropout: float = 0.0):
+    Two options reproduce the originals' conventions where a method needs them: ``pixel_sum`` sums the squared
+    error over C*H*W and averages over the batch (the SA / SalUn DDPM code) instead of averaging over everything
+    (diffusers'); ``antithetic`` draws half the timesteps and mirrors them, ``t' = T - 1 - t`` (that code's
+    variance reduction). ``noise`` draws the noise (EraseDiff's forget term uses uniform noise).
+    """
+
+    def __init__(self, schedule: Schedule, label_dropout: float = 0.0, *, pixel_sum: bool = False,
+                 antithetic: bool = False, noise=torch.randn_like):
         self.sched = make_scheduler(schedule)
-        self.label_dropout = label_dropout
+        self.label_dropout, self.pixel_sum, self.antithetic, self.noise = label_dropout, pixel_sum, antithetic, noise
 
-    def noised(self, x0: torch.Tensor, generator: torch.Generator | None = None):
+    def timesteps(self, n: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
+        T = self.sched.config.num_train_timesteps
+        if not self.antithetic:
+            return torch.randint(0, T, (n,), device=device, generator=generator)
+        t = torch.randint(0, T, (n // 2 + 1,), device=device, generator=generator)
+        return torch.cat([t, T - t - 1])[:n]
+
+    def noised(self, x0: torch.Tensor, generator: torch.Generator | None = None, t: torch.Tensor | None = None):
         """(x_t, t, eps) for a batch, so losses that compare two predictions can share the same noise."""
-        n = x0.shape[0]
-        t = torch.randint(0, self.sched.config.num_train_timesteps, (n,), device=x0.device, generator=generator)
-        eps = torch.randn(x0.shape, device=x0.device, generator=generator)
+        t = self.timesteps(x0.shape[0], x0.device, generator) if t is None else t
+        eps = torch.randn(x0.shape, device=x0.device, generator=generator) if generator is not None else self.noise(x0)
         return self.sched.add_noise(x0, eps, t), t, eps
 
-    def __call__(self, model: UNet2DModel, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def reduce(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.pixel_sum:
+            return (pred - target).square().sum(dim=tuple(range(1, pred.dim()))).mean()
+        return F.mse_loss(pred, target)
+
+    def __call__(self, model: UNet2DModel, images: torch.Tensor, labels: torch.Tensor,
+                 t: torch.Tensor | None = None) -> torch.Tensor:
         if self.label_dropout > 0:
             labels = drop_labels(model, labels, self.label_dropout)
-        x_t, t, eps = self.noised(images)
-        return F.mse_loss(model(x_t, t, class_labels=labels).sample, eps)
+        x_t, t, eps = self.noised(images, t=t)
+        return self.reduce(model(x_t, t, class_labels=labels).sample, eps)
 
 
 def drop_labels(model: nn.Module, labels: torch.Tensor, p: float) -> torch.Tensor:

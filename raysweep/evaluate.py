@@ -82,31 +82,40 @@ class Evaluator:
         return {"sampler": c.sampler, "sampling_steps": c.steps, "guidance_scale": c.guidance,
                 "n_samples_forget": c.n_forget, "n_samples_per_class": c.n_per_class, "judge_id": self.judge_id,
                 "judge_test_acc": self.judge_acc, **self.judge_factors, "fid_extractor": c.fid_extractor,
+                "fid_reference": "real test split, retained conditions (the judge trains on the train split)",
                 "eval_seed": c.seed}
 
-    def generate(self, gen: Generator, classes: list[int], n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        labels, noise = class_batch(self.cfg.seed, classes, n, self.noise_shape)
+    def generate(self, gen: Generator, classes: list[int], n: int,
+                 seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        labels, noise = class_batch(self.cfg.seed if seed is None else seed, classes, n, self.noise_shape)
         images = gen(labels, noise)
         return (self.codec.decode(images) if self.codec is not None else images), labels
 
-    def judge_labels(self, gen: Generator, target: Target | int, n: int | None = None) -> torch.Tensor:
+    def judge_labels(self, gen: Generator, target: Target | int, n: int | None = None,
+                     seed: int | None = None) -> torch.Tensor:
         """The judge's reading of n samples of the target (fixed noise, split evenly over its conditions): what
-        AR and AR_CL read."""
+        AR and AR_CL read. ``seed`` picks other noise (the stop rule's, never the evaluation's)."""
         forget = as_target(target, self.ds.conditions).forget
-        images, _ = self.generate(gen, forget, math.ceil((n or self.cfg.n_forget) / len(forget)))
+        images, _ = self.generate(gen, forget, math.ceil((n or self.cfg.n_forget) / len(forget)), seed)
         return predict(self.judge, images)
 
-    def ar(self, gen: Generator, target: Target | int, n: int | None = None) -> float:
+    def ar(self, gen: Generator, target: Target | int, n: int | None = None, seed: int | None = None) -> float:
         """Share of the target's samples that the judge reads as the target (for a style: as that style)."""
         t = as_target(target, self.ds.conditions)
-        return float(t.mask(self.judge_labels(gen, t, n)).float().mean())
+        return float(t.mask(self.judge_labels(gen, t, n, seed)).float().mean())
+
+    def reference_images(self, conditions: list[int]) -> torch.Tensor:
+        """FID's real images: the test split of ``conditions``, which the judge (trained on the train split) has
+        never seen, so its features are not fitted to the reference."""
+        return torch.cat([self.ds.of_class(c, "test") for c in conditions])
 
     def evaluate(self, gen: Generator, target: Target | int | None = None,
-                 forget_labels: torch.Tensor | None = None) -> dict:
+                 forget_labels: torch.Tensor | None = None, seed: int | None = None) -> dict:
         """AR of every condition, retain_acc and FID on the retained conditions, and the evaluation settings.
 
         With ``target=None`` every condition counts as retained (the base model's own quality).
         ``forget_labels``: the judge's labels of the target's samples when the caller already has them.
+        ``seed``: evaluation noise other than ``eval.seed`` (the base's reference over several seeds).
         Two-factor datasets add the UnlearnCanvas terms: ``ua`` = 1 - AR (target samples not read as the
         target), ``ira`` = accuracy on the factor the target names, ``cra`` = on the other factor, both over the
         retained conditions (a pair target names both: no ``cra``).
@@ -114,13 +123,13 @@ class Evaluator:
         conds = self.ds.conditions
         t = None if target is None else as_target(target, conds)
         retain = t.retain if t is not None else list(range(conds.n))
-        images, labels = self.generate(gen, retain, self.cfg.n_per_class)
+        images, labels = self.generate(gen, retain, self.cfg.n_per_class, seed)
         preds = predict(self.judge, images)
         ar = {c: float((preds[labels == c] == c).float().mean()) for c in retain}
         out = {"retain_acc": sum(ar.values()) / len(retain)}
         if t is not None:
             if forget_labels is None:
-                forget_labels = self.judge_labels(gen, t)
+                forget_labels = self.judge_labels(gen, t, seed=seed)
             out["ar_forget"] = float(t.mask(forget_labels).float().mean())
             for c, read in zip(t.forget, forget_labels.chunk(len(t.forget))):  # judge_labels' order: per condition
                 ar[c] = float((read == c).float().mean())
@@ -134,18 +143,27 @@ class Evaluator:
                 out["ira"] = float(torch.stack([right[k] for k in named]).all(0).float().mean())
                 if t.attribute != "pair":
                     out["cra"] = out[f"{({'object', 'style'} - set(named)).pop()}_acc"]
-        real = torch.cat([self.ds.of_class(c) for c in retain])
         out["ar_per_class"] = [ar.get(c, float("nan")) for c in range(conds.n)]
-        out["fid_" + self.cfg.fid_extractor] = fid(images, real, self.cfg.fid_extractor, self.judge)
-        return {**out, **self.settings()}
+        out["fid_" + self.cfg.fid_extractor] = fid(images, self.reference_images(retain), self.cfg.fid_extractor,
+                                                   self.judge)
+        return {**out, **self.settings(), **({"eval_seed": seed} if seed is not None else {})}
 
 
-def convergence(losses: list[float]) -> float:
-    """How far a loss curve still moves at its end: the relative change of the mean loss between the windows
-    [60%, 80%) and [80%, 100%] of the steps run. ~0 = converged; large = still moving (or diverging)."""
-    n = len(losses)
+def convergence(values: list[float]) -> tuple[float, float]:
+    """(convergence, its noise floor) of the unlearning term read on a fixed probe (same images, t and noise at
+    every read), so only the weights move it.
+
+    convergence = |mean over the last 20 % of the reads - mean over the 20 % before| / |mean of both|: ~0 when
+    the objective has stopped moving, large when still moving or diverging. The floor is 2 standard errors of
+    that difference from the reads' own jitter (the weights still wander under minibatch noise): a convergence
+    below its floor is indistinguishable from converged. (nan, nan) with fewer than 10 reads.
+    """
+    n = len(values)
     if n < 10:
-        return float("nan")
-    a = sum(losses[int(0.6 * n):int(0.8 * n)]) / (int(0.8 * n) - int(0.6 * n))
-    b = sum(losses[int(0.8 * n):]) / (n - int(0.8 * n))
-    return abs(b - a) / (abs(a) + 1e-8)
+        return math.nan, math.nan
+    a, b = values[int(0.6 * n):int(0.8 * n)], values[int(0.8 * n):]
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    scale = abs(sum(a + b) / len(a + b)) + 1e-12
+    var = lambda xs, m: sum((x - m) ** 2 for x in xs) / max(1, len(xs) - 1)  # noqa: E731
+    floor = 2 * math.sqrt(var(a, ma) / len(a) + var(b, mb) / len(b)) / scale
+    return abs(mb - ma) / scale, floor

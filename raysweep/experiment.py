@@ -6,19 +6,21 @@ domains (or plain values); ``objectives`` maps any scalar metric a trial reports
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config, ConfigError, RaysweepError, apply_overrides, get_path
+from .metrics import check as check_metric
 
 SEARCHES = ("optuna", "grid", "random")
 
 # What --smoke does to every trial: a tiny model and a few steps, to check a sweep end to end in minutes.
 SMOKE = {"model.preset": "tiny", "pretrain.steps": 60, "judge.epochs": 10, "eval.steps": 5, "eval.n_forget": 40,
          "eval.n_per_class": 10, "attack.steps": (0, 10, 20), "attack.control": False, "unlearn.check_n": 20,
-         "sa.replay_per_class": 4, "esd.images": 16, "dimum.generated_per_class": 4,
-         "attack.generated_per_class": 4}
+         "sa.replay_per_class": 4, "sa.fisher_per_class": 1, "esd.sample_steps": 10,
+         "dimum.generated_per_class": 4, "attack.generated_per_class": 4, "eval.reference_seeds": 2}
 SMOKE_MAX_UNLEARN_STEPS = 20
 SMOKE_MAX_SAMPLES = 4
 
@@ -38,18 +40,18 @@ class Experiment:
     # Early stopping with ASHA on a metric trials report while they run (e.g. {"metric": "ar_dimra", "mode": "min",
     # "grace_period": 2, "reduction_factor": 2}; time is the report count). Pruned trials are recorded as "pruned".
     prune: dict[str, Any] | None = None
+    # Feasibility constraints on reported metrics, e.g. {"retain_acc": (">=", 0.95)}: Optuna's constrained NSGA-II
+    # samples toward feasible settings, and Pareto fronts (results, report) are taken over feasible trials only.
+    constraints: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> "Experiment":
-        from .trial import REPORTED_METRICS
-
         if self.search not in SEARCHES:
             raise ConfigError(f"experiment {self.name}: unknown search {self.search!r}; choose one of {SEARCHES}")
         if not self.objectives:
             raise ConfigError(f"experiment {self.name}: no objectives")
+        self.constraints = parse_constraints(self.constraints)
         for metric, mode in self.objectives.items():
-            if metric not in REPORTED_METRICS:
-                raise ConfigError(f"objective {metric!r} is not a metric trials report; choose from "
-                                  f"{sorted(REPORTED_METRICS)}")
+            check_metric(metric, "objective")
             if mode not in ("min", "max"):
                 raise ConfigError(f"objective {metric!r}: mode must be min or max, got {mode!r}")
         probe = Config()
@@ -85,6 +87,54 @@ class Experiment:
             cfg.unlearn.steps = min(cfg.unlearn.steps, SMOKE_MAX_UNLEARN_STEPS)
             cfg.unlearn.check_every = min(cfg.unlearn.check_every, 5)
         return cfg.validate()
+
+
+OPS = ("<=", ">=")
+
+
+def parse_constraints(constraints: Any) -> dict[str, tuple[str, float]]:
+    """``{metric: (op, value)}`` with op ``<=`` or ``>=`` (also accepts ``"metric<=value"`` strings in a list);
+    one-line errors for an unknown metric or a malformed constraint."""
+    if isinstance(constraints, (list, tuple)):
+        out = {}
+        for spec in constraints:
+            op = next((o for o in OPS if isinstance(spec, str) and o in spec), None)
+            if op is None:
+                raise ConfigError(f"constraint {spec!r} is malformed: write metric<=value or metric>=value")
+            name, value = (v.strip() for v in spec.split(op, 1))
+            out[name] = (op, value)
+        constraints = out
+    if not isinstance(constraints, dict):
+        raise ConfigError(f"constraints must map a metric to (op, value), got {constraints!r}")
+    parsed = {}
+    for metric, rule in constraints.items():
+        check_metric(metric, "constraint on")
+        if not (isinstance(rule, (tuple, list)) and len(rule) == 2 and rule[0] in OPS):
+            raise ConfigError(f"constraint on {metric!r} is malformed: give (\"<=\" or \">=\", value), got {rule!r}")
+        try:
+            value = float(rule[1])
+        except (TypeError, ValueError):
+            raise ConfigError(f"constraint on {metric!r}: {rule[1]!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"constraint on {metric!r}: the bound must be finite, got {rule[1]!r}")
+        parsed[metric] = (rule[0], value)
+    return parsed
+
+
+def violations(row: dict, constraints: dict[str, tuple[str, float]]) -> list[float]:
+    """One number per constraint, <= 0 when it holds (Optuna's convention); a missing or NaN metric violates."""
+    out = []
+    for metric, (op, bound) in constraints.items():
+        v = row.get(metric)
+        if not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+            out.append(1.0)
+        else:
+            out.append(float(v) - bound if op == "<=" else bound - float(v))
+    return out
+
+
+def meets(row: dict, constraints: dict[str, tuple[str, float]]) -> bool:
+    return all(v <= 0 for v in violations(row, constraints))
 
 
 def get_leaf(cfg: Config, key: str) -> Any:

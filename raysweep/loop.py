@@ -2,7 +2,8 @@
 "optimise this loss over these streams for N steps"; only the loss and the streams differ.
 
 A loss is a callable ``loss(model, batches, step) -> tensor | (tensor, logs)`` where ``batches`` maps each
-stream's name to its next ``(images, labels)``. It may define ``post_backward(model)`` (SalUn's gradient mask).
+stream's name to its next ``(images, labels)``. ``after_clip(params)`` runs between gradient clipping and the
+optimiser step (SalUn's gradient mask).
 """
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ def finetune(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator
              grad_clip: float = 1.0, ema: float = 0.0, seed: int = 0, every: int = 0,
              callback: Callback | None = None, max_abs_loss: float = math.inf, precision: str = "fp32",
              progress: bool = False, desc: str = "", resume: LoopState | None = None,
-             save: Callable[[LoopState], None] | None = None, save_every: int = 0) -> LoopResult:
+             save: Callable[[LoopState], None] | None = None, save_every: int = 0,
+             after_clip: Callable[[list[torch.Tensor]], None] | None = None) -> LoopResult:
     """Run ``steps`` optimiser steps of Adam on ``loss``.
 
     Every ``every`` steps (and after the last) ``callback(step, model)`` runs; True stops the loop there.
@@ -95,7 +97,6 @@ def finetune(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True) if ema > 0 else None
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
-    post_backward = getattr(loss, "post_backward", None)
     result = LoopResult()
     if resume is not None:
         _restore(resume, model, opt, averaged, result, streams)
@@ -115,10 +116,10 @@ def finetune(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator
             break
         opt.zero_grad(set_to_none=True)
         value.backward()
-        if post_backward is not None:
-            post_backward(model)
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        if after_clip is not None:
+            after_clip(params)
         opt.step()
         if averaged is not None:
             averaged.update_parameters(model)

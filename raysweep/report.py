@@ -1,7 +1,9 @@
-"""``python -m raysweep.report SWEEP_DIR_OR_URI [--x fid_judge] [--y ar_dimra_final] [--out DIR]``
+"""``python -m raysweep.report SWEEP_DIR_OR_URI [--x METRIC] [--y METRIC] [--constraint M<=V] [--out DIR]``
 
 Reads a sweep's ``results.parquet`` (and, when it can, its MLflow runs for sample grids) and writes
-``pareto.csv``, ``pareto.png``/``.svg``, ``curves.png`` and a self-contained ``report.html``.
+``pareto.csv``, ``pareto.png``/``.svg``, ``curves.png`` and a self-contained ``report.html``. Axes and
+constraints default to the sweep's own (its ``sweep.json``): the front is over the trials that meet the
+constraints; the others are drawn, marked, and never on it.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from . import store  # noqa: E402
 from .cli import Parser, run  # noqa: E402
 from .config import RaysweepError  # noqa: E402
+from .experiment import meets, parse_constraints  # noqa: E402
 from .pareto import DIRECTIONS, front  # noqa: E402
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "dashboards" / "report.html.j2"
@@ -61,14 +64,18 @@ def _settings_label(rows: list[dict]) -> str:
             f"n={r.get('eval.n_forget')}/{r.get('eval.n_per_class')}, FID extractor {r.get('eval.fid_extractor')}")
 
 
-def pareto_plot(rows, idx, x, y, objectives, out: Path) -> None:
+def pareto_plot(rows, idx, x, y, objectives, constraints, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     methods = sorted({_method(rows[i]) for i in idx})
     for m in methods:
-        pts = [rows[i] for i in idx if _method(rows[i]) == m]
+        pts = [rows[i] for i in idx if _method(rows[i]) == m and meets(rows[i], constraints)]
         marker = "*" if m == "retrain" else "o"
         ax.scatter([p[x] for p in pts], [p[y] for p in pts], label=m, marker=marker, s=90 if marker == "*" else 30)
-    fr = sorted(front([rows[i] for i in idx], objectives)[0], key=lambda j: rows[idx[j]][x])
+    bad = [rows[i] for i in idx if not meets(rows[i], constraints)]
+    if bad:
+        ax.scatter([p[x] for p in bad], [p[y] for p in bad], marker="x", color="0.6", s=30,
+                   label="infeasible (violates a constraint)")
+    fr = sorted(front([rows[i] for i in idx], objectives, constraints)[0], key=lambda j: rows[idx[j]][x])
     ax.plot([rows[idx[j]][x] for j in fr], [rows[idx[j]][y] for j in fr], "k--", lw=1, label="Pareto frontier")
     if y.startswith("ar_") and any(isinstance(rows[i].get("ar_base"), float) for i in idx):
         base = [rows[i]["ar_base"] for i in idx if isinstance(rows[i].get("ar_base"), float)]
@@ -145,32 +152,52 @@ def _mlflow_default(sweep: str) -> str | None:
     return f"sqlite:///{os.path.abspath(db)}" if "://" not in sweep and os.path.exists(db) else None
 
 
-def build(sweep: str, x: str, y: str, extra: list[str], out_dir: str, mlflow_uri: str | None) -> dict:
+def sweep_settings(sweep: str) -> dict:
+    """The sweep's own objectives and constraints (sweep.json), when it has them."""
+    uri = store.join(sweep, "sweep.json")
+    return store.read_json(uri) if store.exists(uri) else {}
+
+
+def build(sweep: str, x: str | None, y: str | None, extra: list[str], out_dir: str, mlflow_uri: str | None,
+          constraints: dict | list | None = None) -> dict:
     rows = load_rows(sweep)
     columns = set().union(*(r.keys() for r in rows)) if rows else set()
+    own = sweep_settings(sweep)
+    goals = [f"{k}:{v}" for k, v in (own.get("objectives") or {}).items()]
+    if x is None or y is None:  # the sweep's objectives (utility on x, robustness on y), else the usual pair
+        pair = (goals[1], goals[0]) if len(goals) >= 2 else ("fid_judge", goals[0] if goals else "ar_dimra_max")
+        x, y = x or pair[0], y or pair[1]
     objectives = parse_objectives([x, y, *extra], columns)
+    constraints = parse_constraints(own.get("constraints") or {} if constraints is None else constraints)
     x, y = list(objectives)[:2]
-    frontier, dropped = front(rows, objectives)
+    frontier, dropped = front(rows, objectives, constraints)
     idx = [i for i in range(len(rows)) if i not in set(dropped)]
     if not idx:
         raise RaysweepError(f"no finished trials with finite {', '.join(objectives)} in {sweep}")
+    feasible = [i for i in idx if meets(rows[i], constraints)]
+    note = "" if feasible else (f"no trial meets the constraints "
+                                + ", ".join(f"{k} {op} {v:g}" for k, (op, v) in constraints.items())
+                                + f" ({len(idx)} finished): no Pareto front")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "pareto.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]), extrasaction="ignore")
         w.writeheader()
         w.writerows(rows[i] for i in frontier)
-    pareto_plot(rows, idx, x, y, objectives, out)
+    pareto_plot(rows, idx, x, y, objectives, constraints, out)
     rho = curves_plot(rows, idx, out)
     mlflow_uri = mlflow_uri or _mlflow_default(sweep)
-    html = render(rows, idx, frontier, dropped, objectives, rho, sample_grids(rows, frontier, mlflow_uri),
-                  mlflow_uri, out)
+    html = render(rows, idx, frontier, dropped, objectives, constraints, note, rho,
+                  sample_grids(rows, frontier, mlflow_uri), mlflow_uri, out)
     (out / "report.html").write_text(html)
     return {"report": str(out / "report.html"), "frontier": [rows[i]["trial_id"] for i in frontier],
-            "left_out": [rows[i]["trial_id"] for i in dropped], "objectives": objectives, "spearman_conv_ar": rho}
+            "left_out": [rows[i]["trial_id"] for i in dropped],
+            "infeasible": [rows[i]["trial_id"] for i in idx if i not in set(feasible)],
+            "objectives": objectives, "constraints": constraints, "note": note,
+            "spearman_conv_ar": None if math.isnan(rho) else rho}
 
 
-def render(rows, idx, frontier, dropped, objectives, rho, grids, mlflow_uri, out: Path) -> str:
+def render(rows, idx, frontier, dropped, objectives, constraints, note, rho, grids, mlflow_uri, out: Path) -> str:
     import jinja2
     import plotly.graph_objects as go
     import plotly.io as pio
@@ -181,9 +208,14 @@ def render(rows, idx, frontier, dropped, objectives, rho, grids, mlflow_uri, out
                                                                "status") if k in r)
     scatter = go.Figure()
     for m in sorted({_method(rows[i]) for i in idx}):
-        pts = [rows[i] for i in idx if _method(rows[i]) == m]
+        pts = [rows[i] for i in idx if _method(rows[i]) == m and meets(rows[i], constraints)]
         scatter.add_trace(go.Scatter(x=[p[x] for p in pts], y=[p[y] for p in pts], mode="markers", name=m,
                                      text=[hover(p) for p in pts], hoverinfo="text"))
+    bad = [rows[i] for i in idx if not meets(rows[i], constraints)]
+    if bad:
+        scatter.add_trace(go.Scatter(x=[p[x] for p in bad], y=[p[y] for p in bad], mode="markers",
+                                     name="infeasible", marker={"symbol": "x", "color": "#999"},
+                                     text=[hover(p) for p in bad], hoverinfo="text"))
     fr = sorted(frontier, key=lambda i: rows[i][x])
     scatter.add_trace(go.Scatter(x=[rows[i][x] for i in fr], y=[rows[i][y] for i in fr], mode="lines",
                                  name="Pareto frontier", line={"dash": "dash", "color": "black"}))
@@ -208,6 +240,7 @@ def render(rows, idx, frontier, dropped, objectives, rho, grids, mlflow_uri, out
         scatter=pio.to_html(scatter, full_html=False, include_plotlyjs=True, div_id="pareto-plot"),
         curves=pio.to_html(curves, full_html=False, include_plotlyjs=False, div_id="curves-plot"),
         frontier=[rows[i] for i in frontier], columns=columns, dropped=[rows[i] for i in dropped],
+        constraints=constraints, note=note, infeasible=[rows[i] for i in idx if not meets(rows[i], constraints)],
         grids=grids, link=link, settings=settings, rho=rho, n=len(rows),
         static_png="data:image/png;base64," + base64.b64encode((out / "curves.png").read_bytes()).decode(),
         uris=lambda r: {"unlearned": r.get("unlearned_uri"), **json.loads(r.get("attack_uris") or "{}")})
@@ -216,9 +249,11 @@ def render(rows, idx, frontier, dropped, objectives, rho, grids, mlflow_uri, out
 def main(argv: list[str] | None = None) -> None:
     p = Parser(prog="raysweep.report", description=__doc__.split("\n\n")[0])
     p.add_argument("sweep", help="a sweep directory (holding results.parquet) or its s3:// URI")
-    p.add_argument("--x", default="fid_judge", help="metric[:min|max] on the x axis")
-    p.add_argument("--y", default="ar_dimra_final", help="metric[:min|max] on the y axis")
+    p.add_argument("--x", default=None, help="metric[:min|max] on the x axis (default: the sweep's utility objective)")
+    p.add_argument("--y", default=None, help="metric[:min|max] on the y axis (default: the sweep's first objective)")
     p.add_argument("--objective", action="append", default=[], help="more objectives for the frontier")
+    p.add_argument("--constraint", action="append", default=None, metavar="METRIC<=VALUE",
+                   help="only trials meeting it can be on the front (repeatable; default: the sweep's own)")
     p.add_argument("--mlflow-uri", default=None, help="default: the sweep's sqlite store when present")
     p.add_argument("--out", default=None, help="default: SWEEP/report")
     p.add_argument("--json", action="store_true")
@@ -228,10 +263,11 @@ def main(argv: list[str] | None = None) -> None:
         if "://" not in args.sweep and not os.path.isdir(args.sweep):
             raise RaysweepError(f"sweep directory not found: {args.sweep}")
         out = args.out or (os.path.join(args.sweep, "report") if "://" not in args.sweep else "report")
-        res = build(args.sweep, args.x, args.y, args.objective, out, args.mlflow_uri)
+        res = build(args.sweep, args.x, args.y, args.objective, out, args.mlflow_uri, args.constraint)
         if not args.json:
-            print(f"report: {res['report']}  (frontier: {len(res['frontier'])} trials; left out: "
-                  f"{len(res['left_out'])})")
+            print(f"report: {res['report']}  (frontier: {len(res['frontier'])} trials; infeasible: "
+                  f"{len(res['infeasible'])}; left out: {len(res['left_out'])})"
+                  + (f"\n{res['note']}" if res["note"] else ""))
         return res
 
     run(job, args.json)

@@ -10,7 +10,8 @@ from typing import Any
 from . import store
 from .config import RaysweepError, flatten
 from .experiment import Experiment
-from .trial import REPORTED_METRICS
+from .experiment import meets
+from .metrics import CURVES, SCALARS
 
 
 def result_rows(grid, exp: Experiment, smoke: bool) -> list[dict]:
@@ -33,14 +34,16 @@ def result_rows(grid, exp: Experiment, smoke: bool) -> list[dict]:
         except RaysweepError as e:
             row.update({k: v for k, v in (r.config or {}).items()})
             row["error"] = row["error"] or str(e)
-        for k in sorted(REPORTED_METRICS):
+        for k in SCALARS:
             row[k] = m.get(k, math.nan) if r.error is None else math.nan
+        if exp.constraints:
+            row["constraints_met"] = row["status"] in ("ok", "diverged") and meets(row, exp.constraints)
         row["time_total_s"] = m.get("time_total_s", math.nan)
         if row["status"] == "pruned":  # what it had shown when stopped: a lower bound of its attack success
             row["attack_step"] = m.get("attack_step", -1)
             row["ar_dimra_max"] = _max_seen(r, "ar_dimra")
         for k, v in m.items():
-            if k.startswith(("ar_dimra/", "ar_cl_curve/")) and r.error is None:
+            if k.split("/")[0] in CURVES and "/" in k and r.error is None:
                 row[k] = v
         row["unlearned_uri"] = m.get("unlearned_uri", "")
         row["attack_uris"] = m.get("attack_uris", "{}")

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from . import plots, store
 from .config import Config, RaysweepError, flatten
+from .metrics import CURVES
 
 # A tracking server that is down must not hold a trial for minutes: a few quick retries, then the result waits in
 # the sweep's storage and is logged later (``sync``). Users can still override both.
@@ -67,7 +68,7 @@ def log_result(uri: str, run_id: str, result: dict, cfg: Config) -> None:
     now = 0
     metrics = [Metric(k, float(v), now, 0) for k, v in result.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v]
-    for key in ("ar_dimra", "ar_cl_curve", "ar_dimra_base"):
+    for key in CURVES:
         for step, v in (result.get(key) or {}).items():
             metrics.append(Metric(f"{key}_by_step", float(v), now, int(step)))
     losses = result.get("unlearn_loss_curve") or []

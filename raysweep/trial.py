@@ -1,17 +1,22 @@
-"""One trial: base -> unlearn -> evaluate -> DiMRA (AR curve) -> result. Free of Ray: the sweep calls
-``run_trial`` inside a Ray Train worker; ``python -m raysweep.trial`` calls it directly.
+"""One trial, in three phases: unlearn -> evaluate -> attack (DiMRA, with the AR, retain-accuracy and FID curves),
+beside the base's cached controls. Free of Ray: the sweep calls ``run_trial`` inside a Ray Train worker;
+``python -m raysweep.trial`` calls it directly.
 
     python -m raysweep.trial --dataset digits --method dimum --forget-class 3 [--seed N]
         [--set unlearn.steps=2000 --set dimum.beta=1.0 ...] [--out DIR] [--json] [--resume]
+
+Every phase looks for what it already left behind before working: the unlearned model (shared in the store by
+every trial whose config differs only in the attack), a loop state of an interrupted loop, a finished result.
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
+import math
 import os
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -19,20 +24,19 @@ import torch.nn as nn
 
 from . import store
 from .attack import dimra
-from .base import Bases, judge_key, model_key, new_unet, prepare, pretrain_model
+from .base import Bases, get_retrain, new_unet, prepare, retrain_seed
 from .cli import Parser, add_common, config_from, device_from, run
 from .config import Config, content_hash
+from .controls import control_curve, feasibility, reference
 from .evaluate import DiffusionGenerator, convergence
 from .loop import LoopResult, LoopState, finetune
 from .methods import REGISTRY
 from .methods.base import Context
+from .seeds import derive
+from .stats import share_interval
+from .target import Target
 
 Report = Callable[[dict, str | None], None]  # (metrics so far, checkpoint URI or None)
-
-# Scalar metrics every finished trial reports: what a sweep may use as objectives.
-REPORTED_METRICS = {"ar_base", "ar_mu", "ar_dimra_final", "ar_dimra_max", "ar_cl", "retain_acc", "fid_judge",
-                    "fid_inception", "convergence", "unlearn_steps_run", "unlearn_seconds", "attack_seconds",
-                    "ar_dimra_base_max", "seconds", "ua", "ira", "cra", "object_acc", "style_acc"}
 
 
 def trial_name(cfg: Config) -> str:
@@ -40,130 +44,209 @@ def trial_name(cfg: Config) -> str:
     return f"{cfg.unlearn.method}-{what}-s{cfg.unlearn.seed}-{content_hash(cfg.to_dict())[:8]}"
 
 
-def unlearn(cfg: Config, bases: Bases, root: str, device: str, progress: bool, resume: LoopState | None = None,
-            save: Callable[[LoopState], None] | None = None) -> tuple[nn.Module, LoopResult, float]:
-    """Returns (unlearned model, loop result, convergence of the unlearning term). ``resume`` continues from a
-    saved loop state (the method's one-time ``prepare`` reruns on the original weights: it is seeded)."""
-    target, u = cfg.target, cfg.unlearn
-    if u.method == "retrain":  # from scratch on D_r through the same loop; cached like the base
-        def build():
-            m, r = pretrain_model(cfg, bases.ds, exclude=target, progress=progress, device=device)
-            return m, {"steps": r.steps_run, "seconds": r.seconds, "convergence": convergence(r.losses)}
+def unlearned_key(config: dict) -> dict:
+    """What determines the unlearned model and its evaluation: the config without the attack (and without how
+    often loop states are saved)."""
+    key = {k: v for k, v in config.items() if k != "attack"}
+    key["unlearn"] = {k: v for k, v in key["unlearn"].items() if k != "checkpoint_every"}
+    return key
 
-        key = {**model_key(cfg), "exclude": target.spec}
-        model, extra, _ = store.cached_module(root, f"retrain-{target.slug}", key, build, lambda: new_unet(cfg, bases.ds))
-        return model.to(device), LoopResult(steps_run=extra["steps"], seconds=extra["seconds"]), extra["convergence"]
+
+@dataclass
+class Unlearned:
+    """The unlearning phase's outcome (without the weights)."""
+    status: str
+    steps_run: int
+    stopped_early: bool
+    seconds: float
+    losses: list[float]
+    probe: list[float]  # the unlearning term on the fixed probe batch, at every read
+
+    def summary(self) -> dict:
+        conv, floor = convergence(self.probe)
+        return {"status": self.status, "unlearn_steps_run": self.steps_run,
+                "unlearn_stopped_early": self.stopped_early, "unlearn_seconds": self.seconds,
+                "unlearn_final_loss": self.losses[-1] if self.losses else None, "convergence": conv,
+                "convergence_floor": floor}
+
+
+def unlearn(cfg: Config, bases: Bases, target: Target, root: str, device: str, progress: bool,
+            resume: LoopState | None = None, save: Callable[[LoopState], None] | None = None
+            ) -> tuple[nn.Module, Unlearned]:
+    """Run the method from the base weights (``resume``: from a saved loop state; the method's one-time
+    ``prepare`` reruns on the original weights, seeded). ``retrain`` trains from scratch on D_r instead, cached
+    per (base config, target, seed)."""
+    u = cfg.unlearn
+    if u.method == "retrain":
+        model, extra = get_retrain(cfg, bases.ds, target, root, retrain_seed(cfg, u.seed), progress, device)
+        return model, Unlearned("ok", extra["steps"], False, extra["seconds"], extra["losses"], [])
     model = copy.deepcopy(bases.model)
     original = copy.deepcopy(bases.model).eval().requires_grad_(False)
-    method = REGISTRY[u.method](Context(cfg, bases.ds, target, original, device))
+    method = REGISTRY[u.method](Context(cfg, bases.ds, target, original, device, root, bases.model_uri))
     torch.manual_seed(u.seed)  # prepare() may draw noise (SalUn's mask): a resumed trial must draw the same
     streams = method.prepare(model)
-    callback, every = None, 0
-    if u.stop_ar >= 0:  # stop once forgotten: the practitioner's rule
-        gen = DiffusionGenerator(model, cfg.eval, cfg.schedule)
-        callback = lambda step, m: bases.evaluator.ar(gen, target, u.check_n) <= u.stop_ar  # noqa: E731
-        every = u.check_every
+    probe_batch = {k: tuple(t.to(device) for t in next(it)) for k, it in streams.items()}  # fixed for the run
+    probe = list(resume.meta.get("probe", [])) if resume is not None else []
+    every_probe = max(1, u.steps // u.probes)
+    stop_seed = derive(cfg.eval.seed, "stop_noise")
+    gen = DiffusionGenerator(model, cfg.eval, cfg.schedule)
+
+    def callback(step: int, m: nn.Module) -> bool:
+        if step % every_probe == 0 or step == u.steps:
+            with torch.no_grad(), torch.random.fork_rng():
+                torch.manual_seed(derive(u.seed, "forget") + 1)  # the same t, noise and label dropout every read
+                probe.append(float(method.unlearning_term(m, probe_batch)))
+        stop = u.stop_ar >= 0 and step % u.check_every == 0
+        # the stop rule's checks use noise of their own: ar_mu is measured later on noise they never saw
+        return stop and bases.evaluator.ar(gen, target, u.check_n, seed=stop_seed) <= u.stop_ar
+
+    def keep(state: LoopState) -> None:
+        if save is not None:
+            save(LoopState(state.step, state.tensors, {**state.meta, "probe": probe}))
+
+    every = every_probe if u.stop_ar < 0 else math.gcd(every_probe, u.check_every)
     result = finetune(model, method, streams, u.steps, lr=u.lr, grad_clip=u.grad_clip, seed=u.seed, every=every,
                       callback=callback, max_abs_loss=u.max_abs_loss, progress=progress, desc=f"unlearn {u.method}",
-                      resume=resume, save=save, save_every=u.checkpoint_every)
-    forget_curve = [row["forget"] for row in result.logs if "forget" in row] or result.losses
-    return model, result, convergence(forget_curve)
+                      resume=resume, save=keep, save_every=u.checkpoint_every, after_clip=method.after_clip)
+    return model, Unlearned(result.status, result.steps_run, result.stopped_early, result.seconds, result.losses,
+                            probe)
 
 
-def control_curve(cfg: Config, bases: Bases, root: str, progress: bool) -> dict[str, float]:
-    """The same attack on the untouched base model: how much AR(c_u) plain finetuning drift costs. Cached."""
-    key = {"base": model_key(cfg), "judge": judge_key(cfg), "eval": dataclasses.asdict(cfg.eval),
-           "attack": {k: v for k, v in dataclasses.asdict(cfg.attack).items() if k != "control"},
-           "forget": cfg.data.target or cfg.data.forget_class}
-    uri = store.join(root, "base", f"control-{content_hash(key)}.json")
+@dataclass
+class Trial:
+    """One trial's fixed context, shared by its phases."""
+    cfg: Config
+    config: dict
+    target: Target
+    bases: Bases
+    root: str
+    trial_dir: str
+    device: str
+    progress: bool
+    resume: bool
+    report: Report | None
+
+    def path(self, name: str) -> str:
+        return store.join(self.trial_dir, name)
+
+    def gen(self, model: nn.Module) -> DiffusionGenerator:
+        return DiffusionGenerator(model, self.cfg.eval, self.cfg.schedule)
+
+
+def unlearn_phase(t: Trial) -> tuple[nn.Module, dict, list[float], str]:
+    """(unlearned model, its summary + evaluation, loss curve, its URI). Shared by every trial whose config
+    differs only in the attack: the first one runs it, the others load it."""
+    cfg, key = t.cfg, unlearned_key(t.config)
+    uri = store.join(t.root, "unlearned", f"unlearned-{content_hash(key)}.parquet")
     if store.exists(uri):
-        return store.read_json(uri)["ar"]
-    model = copy.deepcopy(bases.model)
-    labels = bases.evaluator.judge_labels(DiffusionGenerator(model, cfg.eval, cfg.schedule), cfg.target)
-    res = dimra(model, cfg, bases.ds, cfg.target, bases.evaluator, labels, progress=progress)
-    curve = {str(k): v for k, v in res.ar.items()}
-    store.write_json(uri, {"ar": curve, "key": key})
-    return curve
+        state, meta = store.load_state(uri)
+        model = new_unet(cfg, t.bases.ds)
+        model.load_state_dict(state)
+        return model.to(t.device), meta["extra"]["metrics"], meta["extra"]["loss_curve"], uri
+    u_state = store.load_loop(t.path("unlearn-state.parquet"), t.config) if t.resume else None
+    model, run_u = unlearn(cfg, t.bases, t.target, t.root, t.device, t.progress, u_state,
+                           lambda st: store.save_loop(t.path("unlearn-state.parquet"), st, t.config))
+    metrics = {**run_u.summary(), "unlearn_resumed_from": u_state.step if u_state else None,
+               "unlearn_probe": run_u.probe, **evaluate_phase(t, model)}
+    store.save_state(uri, model.state_dict(), kind="unlearned", step=run_u.steps_run, config=key,
+                     extra={"metrics": metrics, "loss_curve": run_u.losses})
+    return model, metrics, run_u.losses, uri
+
+
+def evaluate_phase(t: Trial, model: nn.Module) -> dict:
+    """AR of the target (Wilson interval), retain accuracy, FID, and the judge's labels of the target's samples
+    (what AR_CL compares the attacked model with)."""
+    ev, n = t.bases.evaluator, t.cfg.eval.n_forget
+    labels = ev.judge_labels(t.gen(model), t.target)
+    mu = ev.evaluate(t.gen(model), target=t.target, forget_labels=labels)
+    ar_mu = mu.pop("ar_forget")
+    lo, hi = share_interval(ar_mu, len(labels))
+    return {"ar_mu": ar_mu, "ar_mu_lo": lo, "ar_mu_hi": hi, "n_samples_forget": len(labels), **mu,
+            "forget_labels": labels.tolist()}
+
+
+def attack_phase(t: Trial, model: nn.Module, out: dict) -> dict:
+    """DiMRA from the unlearned weights: the curves, recovery, and the checkpoints in the trial directory."""
+    cfg = t.cfg
+    fid_key = f"fid_{cfg.eval.fid_extractor}"
+
+    def on_checkpoint(step: int, m: nn.Module, metrics: dict) -> None:
+        uri = t.path(f"attack-{step:06d}.parquet")
+        if step > 0:
+            store.save_state(uri, m.state_dict(), kind="attacked", step=step, config=t.config)
+        if t.report is not None:
+            t.report({**out, "phase": "attack", "attack_step": step, **metrics},
+                     uri if step > 0 else out["unlearned_uri"])
+
+    a_state = store.load_loop(t.path("attack-state.parquet"), t.config) if t.resume else None
+    before = {"labels": torch.tensor(out["forget_labels"]), "retain_acc": out["retain_acc"], "fid": out[fid_key]}
+    start = time.perf_counter()
+    att = dimra(model, cfg, t.bases.ds, t.target, t.bases.evaluator, before, on_checkpoint, t.progress,
+                resume=a_state, save=lambda st: store.save_loop(t.path("attack-state.parquet"), st, t.config))
+    n, last = out["n_samples_forget"], max(att.ar)
+    attacked = {k: v for k, v in att.ar.items() if k > 0}
+    peak = max(attacked, key=attacked.get) if attacked else None
+    lo_hi = {k: share_interval(v, n) for k, v in att.ar.items()}
+    res = {
+        "ar_dimra": {str(k): v for k, v in att.ar.items()},
+        "ar_dimra_lo": {str(k): lo_hi[k][0] for k in att.ar}, "ar_dimra_hi": {str(k): lo_hi[k][1] for k in att.ar},
+        "ar_cl_curve": {str(k): v for k, v in att.ar_cl.items()},
+        "retain_acc_curve": {str(k): v for k, v in att.retain_acc.items()},
+        "fid_curve": {str(k): v for k, v in att.fid.items()},
+        "ar_dimra_final": att.ar[last], "ar_cl": att.ar_cl[last], "retain_acc_final": att.retain_acc.get(last),
+        "ar_dimra_max": attacked[peak] if peak is not None else float("nan"),
+        "ar_dimra_max_step": peak,
+        "ar_dimra_max_lo": lo_hi[peak][0] if peak is not None else float("nan"),
+        "ar_dimra_max_hi": lo_hi[peak][1] if peak is not None else float("nan"),
+        "recovery": attacked[peak] - out["ar_mu"] if peak is not None else float("nan"),
+        "attack_status": att.status, "attack_seconds": time.perf_counter() - start, "attack_aux": cfg.attack.aux,
+        "attack_lr": cfg.attack.lr, "attack_resumed_from": a_state.step if a_state else None,
+        "attack_uris": {str(k): t.path(f"attack-{k:06d}.parquet") for k in att.ar if k > 0},
+    }
+    if cfg.attack.control:
+        curve = control_curve(cfg, t.bases, t.target, t.root, t.progress)
+        res["ar_dimra_base"] = curve
+        res["ar_dimra_base_max"] = max((v for k, v in curve.items() if int(k) > 0), default=float("nan"))
+    return res
 
 
 def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Report | None = None,
               device: str = "cpu", progress: bool = False, resume: bool = False) -> dict:
     """Run one trial, writing everything under ``trial_dir``. With ``resume`` it continues what an earlier,
-    interrupted run of the same config left there: a finished trial returns its result, a finished unlearning
-    phase is not redone, and a loop continues from its last saved state (``unlearn.checkpoint_every`` steps;
-    every attack checkpoint)."""
+    interrupted run of the same config left there: a finished trial returns its result, and a loop continues
+    from its last saved state (``unlearn.checkpoint_every`` steps; every attack checkpoint)."""
     cfg.validate()
     start = time.perf_counter()
-    c, target, config = cfg.data.forget_class, cfg.target, cfg.to_dict()
+    config, target = cfg.to_dict(), cfg.target
     trial_dir = trial_dir or store.join(root, "trials", trial_name(cfg))
-    path = lambda name: store.join(trial_dir, name)  # noqa: E731
-    if resume and store.exists(path("result.json")):
-        done = store.read_json(path("result.json"))
-        if content_hash(store.read_json(path("config.json"))) == content_hash(config):
-            return done
-    store.write_json(path("config.json"), config)
-    attempts = _record_attempt(path("attempts.json"), resume)
-    bases = prepare(cfg, root, progress, device)
-    ev = bases.evaluator
+    t = Trial(cfg, config, target, None, root, trial_dir, device, progress, resume, report)
+    if resume and store.exists(t.path("result.json")):
+        if content_hash(store.read_json(t.path("config.json"))) == content_hash(config):
+            return store.read_json(t.path("result.json"))
+    store.write_json(t.path("config.json"), config)
+    attempts = _record_attempt(t.path("attempts.json"), resume)
+    t.bases = prepare(cfg, root, progress, device)
+    ref = reference(cfg, t.bases, target, root, progress, device)
+    ar_base = t.bases.evaluator.ar(t.gen(t.bases.model), target)
 
-    unlearned = _load_unlearned(path("unlearned.parquet"), config, cfg, bases, device) if resume else None
-    resumed_from = {"unlearn": None, "attack": None}  # the saved step each phase continued from, if any
-    if unlearned is None:
-        u_state = store.load_loop(path("unlearn-state.parquet"), config) if resume else None
-        resumed_from["unlearn"] = u_state.step if u_state else None
-        ar_base = ev.ar(DiffusionGenerator(bases.model, cfg.eval, cfg.schedule), target)
-        t = time.perf_counter()
-        model, run_u, conv = unlearn(cfg, bases, root, device, progress, u_state,
-                                     lambda st: store.save_loop(path("unlearn-state.parquet"), st, config))
-        unlearn_seconds = time.perf_counter() - t
-        gen = DiffusionGenerator(model, cfg.eval, cfg.schedule)
-        labels_mu = ev.judge_labels(gen, target)
-        mu = ev.evaluate(gen, target=target, forget_labels=labels_mu)
-        out = {"method": cfg.unlearn.method, "forget_class": c, "target": target.spec, "seed": cfg.unlearn.seed,
-               "status": run_u.status,
-               "ar_base": ar_base, "ar_mu": mu.pop("ar_forget"), **mu, "convergence": conv,
-               "unlearn_steps_run": run_u.steps_run, "unlearn_stopped_early": run_u.stopped_early,
-               "unlearn_final_loss": run_u.losses[-1] if run_u.losses else None, "unlearn_seconds": unlearn_seconds,
-               "unlearned_uri": path("unlearned.parquet"), "base_uri": bases.model_uri, "trial_dir": trial_dir}
-        store.save_state(path("unlearned.parquet"), model.state_dict(), kind="unlearned", step=run_u.steps_run,
-                         config=config, extra={"metrics": out, "loss_curve": run_u.losses})
-        loss_curve = run_u.losses
-    else:
-        model, out, loss_curve = unlearned
-        resumed_from["unlearn"] = out["unlearn_steps_run"]
-        labels_mu = ev.judge_labels(DiffusionGenerator(model, cfg.eval, cfg.schedule), target)
-    if report is not None:
-        report({**out, "phase": "unlearned"}, out["unlearned_uri"])
-
-    def on_checkpoint(step: int, m: nn.Module, metrics: dict) -> None:
-        uri = path(f"attack-{step:06d}.parquet")
-        if step > 0:
-            store.save_state(uri, m.state_dict(), kind="attacked", step=step, config=config)
-        if report is not None:
-            report({**out, "phase": "attack", "attack_step": step, **metrics}, uri if step > 0 else out["unlearned_uri"])
-
-    t = time.perf_counter()
-    a_state = store.load_loop(path("attack-state.parquet"), config) if resume else None
-    resumed_from["attack"] = a_state.step if a_state else None
-    att = dimra(model, cfg, bases.ds, target, ev, labels_mu, on_checkpoint, progress, resume=a_state,
-                save=lambda st: store.save_loop(path("attack-state.parquet"), st, config))
-    last = max(att.ar)
-    out.update({
-        "ar_dimra": {str(k): v for k, v in att.ar.items()}, "ar_cl_curve": {str(k): v for k, v in att.ar_cl.items()},
-        "ar_dimra_final": att.ar[last], "ar_dimra_max": max(att.ar.values()), "ar_cl": att.ar_cl[last],
-        "attack_status": att.status, "attack_seconds": time.perf_counter() - t, "attack_aux": cfg.attack.aux,
-        "attack_uris": {str(k): path(f"attack-{k:06d}.parquet") for k in att.ar if k > 0},
-        "attack_lr": cfg.attack.lr, "attempts": attempts, "resumed_from": resumed_from,
-    })
-    if att.status != "ok" and out["status"] == "ok":
-        out["status"] = att.status
-    if cfg.attack.control:
-        curve = control_curve(cfg, bases, root, progress)
-        out["ar_dimra_base"] = curve
-        out["ar_dimra_base_max"] = max(curve.values())
-    out["unlearn_loss_curve"] = loss_curve
-    out["seconds"] = time.perf_counter() - start
-    store.write_json(path("result.json"), out)
+    model, unlearned, loss_curve, unlearned_uri = unlearn_phase(t)
+    fid_value = unlearned[f"fid_{cfg.eval.fid_extractor}"]
+    out = {"method": cfg.unlearn.method, "forget_class": cfg.data.forget_class, "target": target.spec,
+           "seed": cfg.unlearn.seed, "ar_base": ar_base,
+           **dict(zip(("ar_base_lo", "ar_base_hi"), share_interval(ar_base, unlearned["n_samples_forget"]))),
+           **{k: v for k, v in unlearned.items() if k != "unlearn_probe"}, **ref,
+           **feasibility(unlearned["ar_mu"], unlearned["retain_acc"], fid_value, ref),
+           "unlearned_uri": unlearned_uri, "base_uri": t.bases.model_uri, "trial_dir": trial_dir}
+    if t.report is not None:
+        t.report({**out, "phase": "unlearned"}, unlearned_uri)
+    out.update(attack_phase(t, model, out))
+    if out["attack_status"] != "ok" and out["status"] == "ok":
+        out["status"] = out["attack_status"]
+    out["resumed_from"] = {"unlearn": unlearned.get("unlearn_resumed_from"), "attack": out["attack_resumed_from"]}
+    out.update(attempts=attempts, unlearn_loss_curve=loss_curve, unlearn_probe=unlearned.get("unlearn_probe", []),
+               seconds=time.perf_counter() - start)
+    out.pop("forget_labels")
+    store.write_json(t.path("result.json"), out)
     return out
 
 
@@ -173,18 +256,6 @@ def _record_attempt(uri: str, resume: bool) -> int:
     seen.append({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})
     store.write_json(uri, seen)
     return len(seen)
-
-
-def _load_unlearned(uri: str, config: dict, cfg: Config, bases: Bases, device: str):
-    """(model, metrics, loss curve) of a finished unlearning phase of this config, or None."""
-    if not store.exists(uri):
-        return None
-    state, meta = store.load_state(uri)
-    if content_hash(meta["config"]) != content_hash(config) or "metrics" not in meta["extra"]:
-        return None
-    model = new_unet(cfg, bases.ds)
-    model.load_state_dict(state)
-    return model.to(device), meta["extra"]["metrics"], meta["extra"]["loss_curve"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -206,13 +277,17 @@ def main(argv: list[str] | None = None) -> None:
         cfg = config_from(args, cfg)
         res = run_trial(cfg, args.out, device=device_from(args.device), progress=sys.stderr.isatty(),
                         resume=args.resume)
-        res = {k: v for k, v in res.items() if k != "unlearn_loss_curve"}
+        res = {k: v for k, v in res.items() if k not in ("unlearn_loss_curve", "unlearn_probe")}
         if not args.json:
-            print(f"{res['method']} {res['target']} seed={res['seed']} status={res['status']}: "
-                  f"ar_base {res['ar_base']:.3f}  ar_mu {res['ar_mu']:.3f}  ar_dimra {res['ar_dimra']}  "
-                  f"ar_cl {res['ar_cl']:.3f}  retain_acc {res['retain_acc']:.3f}  "
-                  f"fid_{res['fid_extractor']} {res['fid_' + res['fid_extractor']]:.3f}  "
-                  f"convergence {res['convergence']:.4f}  ({res['seconds']:.0f}s; {res['trial_dir']})")
+            fid = f"fid_{res['fid_extractor']}"
+            print(f"{res['method']} {res['target']} seed={res['seed']} status={res['status']} "
+                  f"feasible={res['feasible']}{' (' + res['infeasible_because'] + ')' if not res['feasible'] else ''}"
+                  f": ar_base {res['ar_base']:.3f}  ar_mu {res['ar_mu']:.3f} [{res['ar_mu_lo']:.3f}, "
+                  f"{res['ar_mu_hi']:.3f}]  ar_dimra {res['ar_dimra']}  recovery {res['recovery']:.3f}  "
+                  f"retain_acc {res['retain_acc']:.3f} (base {res['base_retain_acc']:.3f})  "
+                  f"{fid} {res[fid]:.3f} (base {res['base_fid']:.3f} + {res['fid_delta']:.3f})  "
+                  f"convergence {res['convergence']:.4f} (floor {res['convergence_floor']:.4f})  "
+                  f"({res['seconds']:.0f}s; {res['trial_dir']})")
         return res
 
     run(job, args.json)

@@ -20,6 +20,7 @@ from . import store, tracking
 from .cli import Parser, device_from, run
 from .config import RaysweepError
 from .experiment import SMOKE_MAX_SAMPLES, Experiment, load
+from .metrics import CURVES
 from .results import result_rows, write_table
 from .trial import run_trial
 
@@ -43,7 +44,7 @@ def scalars(metrics: dict) -> dict:
     for k, v in metrics.items():
         if isinstance(v, bool) or isinstance(v, (int, float, str)) and not (isinstance(v, str) and len(v) > 500):
             out[k] = v
-        elif isinstance(v, dict) and k in ("ar_dimra", "ar_cl_curve", "ar_dimra_base"):
+        elif isinstance(v, dict) and k in CURVES:
             out.update({f"{k}/{s}": float(x) for s, x in v.items()})
     return out
 
@@ -169,11 +170,14 @@ def _searcher(exp: Experiment, sweep_dir_local: str, name: str):
             return BasicVariantGenerator(random_state=exp.seed)
         return None
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from .search import ConstrainedOptunaSearch, constraint_values
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{os.path.join(sweep_dir_local, 'optuna.db')}")
-    return OptunaSearch(metric=list(exp.objectives), mode=list(exp.objectives.values()),
-                        sampler=optuna.samplers.NSGAIISampler(seed=exp.seed), storage=storage, study_name=name)
+    sampler = optuna.samplers.NSGAIISampler(seed=exp.seed,
+                                            constraints_func=constraint_values if exp.constraints else None)
+    return ConstrainedOptunaSearch(metric=list(exp.objectives), mode=list(exp.objectives.values()), sampler=sampler,
+                                 storage=storage, study_name=name, constraints=exp.constraints)
 
 
 def _scheduler(exp: Experiment):
@@ -245,7 +249,7 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
         store.write_json(store.join(sweep_dir, "sweep.json"), {  # where everything of this sweep lives
             "experiment": exp.name, "name": name, "storage": ray_storage, "mlflow_uri": mlflow_uri,
             "mlflow_experiment_id": exp_id, "optuna_storage": optuna_uri, "optuna_study": name if optuna_uri else None,
-            "smoke": smoke, "objectives": exp.objectives})
+            "smoke": smoke, "objectives": exp.objectives, "constraints": exp.constraints})
         resources = {"cpu": exp.cpus_per_trial if exp.workers == 0 else 1,
                      "gpu": exp.gpus_per_worker if exp.workers == 0 else 0}
         fn = tune.with_resources(tune.with_parameters(trainable, setup=setup), resources)
@@ -272,6 +276,8 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
     table = store.join(sweep_dir, "results.parquet")
     write_table(rows, table)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "diverged", "error", "pruned")}
+    if exp.constraints:
+        counts["meet_constraints"] = sum(bool(r.get("constraints_met")) for r in rows)
     return {"experiment": exp.name, "name": name, "trials": len(rows), **counts, "results": table,
             "mlflow_uri": mlflow_uri, "mlflow_pending": mlflow_pending, "optuna_storage": optuna_uri,
             "seconds": round(time.perf_counter() - start, 1), "objectives": exp.objectives}
@@ -314,16 +320,20 @@ def main(argv: list[str] | None = None) -> None:
                                    out["name"])
             local_out = os.path.join(sweep_dir, "report") if "://" not in sweep_dir else os.path.join("runs", name,
                                                                                                       "report")
-            out["report"] = build(sweep_dir, x, y, objs[2:], local_out, out["mlflow_uri"])["report"]
+            built = build(sweep_dir, x, y, objs[2:], local_out, out["mlflow_uri"], exp.constraints)
+            out["report"], out["report_note"] = built["report"], built.get("note", "")
         if not args.json:
             print(f"\nsweep {out['name']}: {out['trials']} trials ({out['ok']} ok, {out['diverged']} diverged, "
                   f"{out['error']} error" + (f", {out['pruned']} pruned" if out["pruned"] else "")
-                  + f") in {out['seconds']}s\n  results: {out['results']}\n"
+                  + f") in {out['seconds']}s"
+                  + (f"; {out['meet_constraints']} meet the constraints {exp.constraints}" if exp.constraints else "")
+                  + f"\n  results: {out['results']}\n"
                   f"  MLflow:  mlflow ui --backend-store-uri {out['mlflow_uri']} --port 5000"
                   + (f"\n  Optuna:  {out['optuna_storage']} (study {out['name']})" if out["optuna_storage"] else "")
                   + (f"\n  {out['mlflow_pending']} trial(s) not yet in MLflow (server unreachable): rerun with "
                      "--resume once it is back" if out["mlflow_pending"] else "")
-                  + (f"\n  report:  {out['report']}" if out.get("report") else ""))
+                  + (f"\n  report:  {out['report']}" if out.get("report") else "")
+                  + (f"\n  {out['report_note']}" if out.get("report_note") else ""))
         return out
 
     run(job, args.json)

@@ -56,20 +56,20 @@ def test_ema_weights_lag_the_raw_weights():
     assert not torch.allclose(raw.weight, ema.weight)
 
 
-def test_post_backward_hook_sees_gradients():
-    it, base_loss = _regression()
+def test_after_clip_hook_sees_the_clipped_gradients_and_can_mask_them():
+    """SalUn's order: backward, clip the norm, mask, step. The hook sees gradients already clipped."""
+    it, loss = _regression()
+    norms = []
 
-    class Masked:
-        def __call__(self, m, b, s):
-            return base_loss(m, b, s)
-
-        def post_backward(self, m):
-            m.weight.grad[:, :2] = 0  # freeze two inputs' weights
+    def mask(params):
+        norms.append(float(torch.cat([p.grad.flatten() for p in params]).norm()))
+        params[0].grad[:, :2] = 0  # freeze two inputs' weights
 
     model = torch.nn.Linear(4, 1)
     before = model.weight.detach().clone()
-    finetune(model, Masked(), {"d": it}, 20, lr=0.05)
+    finetune(model, loss, {"d": it}, 20, lr=0.05, grad_clip=0.01, after_clip=mask)
     assert torch.equal(model.weight[:, :2], before[:, :2]) and not torch.equal(model.weight[:, 2:], before[:, 2:])
+    assert len(norms) == 20 and max(norms) <= 0.01 + 1e-6  # unclipped, this loss's gradient norm is far above
 
 
 def test_a_resumed_run_ends_exactly_where_the_uninterrupted_one_does():

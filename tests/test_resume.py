@@ -5,7 +5,8 @@ from conftest import tiny_config
 from raysweep import store
 from raysweep.trial import run_trial
 
-METRICS = ("ar_base", "ar_mu", "ar_cl", "retain_acc", "fid_judge", "convergence", "ar_dimra_final")
+METRICS = ("ar_base", "ar_mu", "ar_cl", "retain_acc", "fid_judge", "convergence", "ar_dimra_final", "feasible",
+           "recovery")
 
 
 class Crash(Exception):
@@ -15,13 +16,14 @@ class Crash(Exception):
 def _cfg():
     return tiny_config(**{"unlearn.method": "salun", "unlearn.steps": 30, "unlearn.checkpoint_every": 10,
                           "attack.steps": (0, 10, 20), "unlearn.batch_size": 16, "attack.batch_size": 16,
-                          "salun.mask_batches": 1, "pretrain.steps": 12, "attack.control": False})
+                          "pretrain.steps": 12, "attack.control": False, "eval.reference_seeds": 2})
 
 
 @pytest.mark.parametrize("phase, crash_at", [("unlearn-state", 20), ("attack-state", 10)])
 def test_interrupted_trial_resumes_to_the_same_result(tmp_path_factory, monkeypatch, phase, crash_at):
-    root = str(tmp_path_factory.getbasetemp() / "shared-store")
-    full = run_trial(_cfg(), root, str(tmp_path_factory.mktemp("full")))
+    # separate stores: a finished unlearning phase is shared through the store, so it would not rerun
+    full = run_trial(_cfg(), str(tmp_path_factory.mktemp("store-full")), str(tmp_path_factory.mktemp("full")))
+    root = str(tmp_path_factory.mktemp("store"))
 
     save_loop = store.save_loop
 
@@ -44,6 +46,8 @@ def test_interrupted_trial_resumes_to_the_same_result(tmp_path_factory, monkeypa
         assert resumed[k] == pytest.approx(full[k], abs=1e-6), k
     assert resumed["ar_dimra"] == pytest.approx(full["ar_dimra"], abs=1e-6)
     assert resumed["unlearn_loss_curve"] == pytest.approx(full["unlearn_loss_curve"], abs=1e-6)
+    assert resumed["unlearn_probe"] == pytest.approx(full["unlearn_probe"], abs=1e-6)
+    assert resumed["retain_acc_curve"] == pytest.approx(full["retain_acc_curve"], abs=1e-6)
     # the attack after a crash at its step 10 reports only what was left to do
     assert seen == ([None, 0, 10, 20] if phase == "unlearn-state" else [None, 20])
     # a finished trial resumed again is not rerun
@@ -51,7 +55,7 @@ def test_interrupted_trial_resumes_to_the_same_result(tmp_path_factory, monkeypa
 
 
 def test_a_damaged_saved_state_is_reported_not_used(tmp_path_factory, monkeypatch):
-    root = str(tmp_path_factory.getbasetemp() / "shared-store")
+    root = str(tmp_path_factory.mktemp("store-damaged"))
     save_loop = store.save_loop
 
     def crashing(uri, state, config):

@@ -144,8 +144,8 @@ def test_ua_ira_cra_on_generators_whose_answer_is_known(styled, style_judge):
 @pytest.fixture(scope="module")
 def style_ctx(styled):
     cfg = tiny_config(**{"data.dataset": "digits-styles", "data.target": "style=inverted",
-                         "unlearn.batch_size": 32, "salun.mask_batches": 1, "sa.replay_per_class": 2,
-                         "sa.fisher_batches": 1, "esd.images": 8, "dimum.generated_per_class": 2})
+                         "unlearn.batch_size": 32, "sa.replay_per_class": 2, "sa.fisher_per_class": 1,
+                         "dimum.generated_per_class": 2, "unlearn.label_dropout": 0.0})
     torch.manual_seed(0)
     model = make_unet(cfg.model, "digits-styles", 1, 8, 10, styles=4)
     return Context(cfg, styled, cfg.target, copy.deepcopy(model).eval().requires_grad_(False)), model
@@ -170,7 +170,7 @@ def test_salun_targets_the_next_style_and_dimra_never_sees_the_style(style_ctx):
     seen = []
     handle = model.class_embedding.register_forward_hook(lambda m, i, o: seen.append(i[0].clone()))
     x, y = next(forget_stream(ctx.ds, ctx.target, 8, 0))
-    method.forget_loss(model, x, y)
+    method.unlearning_term(model, {"forget": (x, y)})  # label dropout 0 here: every label as given
     handle.remove()
     assert torch.equal(seen[0], ctx.target.swap(y)) and (ctx.ds.conditions.style_of(seen[0]) == 2).all()
     assert torch.equal(seen[1], y)
@@ -186,7 +186,7 @@ def test_style_unlearning_trial_end_to_end(tmp_path_factory, method):
     root = str(tmp_path_factory.getbasetemp() / "styles-store")
     cfg = tiny_config(**{"data.dataset": "digits-styles", "data.target": "style=inverted", "unlearn.method": method,
                          "unlearn.steps": 8, "attack.steps": (0, 4), "unlearn.batch_size": 16,
-                         "attack.batch_size": 16, "salun.mask_batches": 1, "eval.n_per_class": 2,
+                         "attack.batch_size": 16, "eval.n_per_class": 2, "eval.reference_seeds": 2,
                          "eval.n_forget": 20, "pretrain.steps": 12})
     res = run_trial(cfg, root)
     assert res["status"] == "ok" and res["target"] == "style=inverted" and res["unlearn_steps_run"] == 8
