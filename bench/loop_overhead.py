@@ -18,7 +18,7 @@ from raysweep.config import Model, Schedule  # noqa: E402
 from raysweep.data import load_dataset, stream  # noqa: E402
 from raysweep.config import Data  # noqa: E402
 from raysweep.diffusion import DenoisingLoss, make_unet  # noqa: E402
-from raysweep.loop import finetune  # noqa: E402
+from raysweep.loop import optimize  # noqa: E402
 
 
 def bare(model, loss, it, steps, lr):
@@ -37,7 +37,7 @@ def bare(model, loss, it, steps, lr):
 
 
 def ours(model, loss, it, steps, lr):
-    res = finetune(model, lambda m, b, s: loss(m, *b["d"]), {"d": it}, steps, lr=lr)
+    res = optimize(model, lambda m, b, s: loss(m, *b["d"]), {"d": it}, steps, lr=lr)
     return res.steps_run / res.seconds
 
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
 from raysweep import store  # noqa: E402
-from raysweep.base import prepare  # noqa: E402
+from raysweep.bases import load_bases  # noqa: E402
 from raysweep.experiment import Experiment  # noqa: E402
 from raysweep.pareto import front  # noqa: E402
 from raysweep.tune import sweep  # noqa: E402
@@ -33,7 +33,7 @@ ASHA = {"metric": "ar_dimra", "mode": "min", "grace_period": 3, "reduction_facto
 def experiment(name: str, prune: dict | None) -> Experiment:
     return Experiment(
         name=name, search="grid", objectives=OBJECTIVES, prune=prune,
-        base={"attack.steps": (0, 100, 200, 400), "attack.batch_size": 32, "unlearn.batch_size": 32,
+        fixed={"attack.steps": (0, 100, 200, 400), "attack.batch_size": 32, "unlearn.batch_size": 32,
               "eval.steps": 5, "eval.n_forget": 100, "eval.n_per_class": 20, "attack.control": False},
         space={"unlearn.method": tune.grid_search(["dimum", "salun", "ga"]),
                "unlearn.steps": tune.grid_search([10, 50, 250])})
@@ -58,7 +58,7 @@ def main() -> None:
     a = p.parse_args()
     os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="rsb", dir="/tmp"))
     # the base model and judge both sweeps share, built before either is timed
-    prepare(experiment("x", None).trial_config({"unlearn.method": "dimum", "unlearn.steps": 10}),
+    load_bases(experiment("x", None).trial_config({"unlearn.method": "dimum", "unlearn.steps": 10}),
             store.join(os.path.abspath(a.storage), "store"), False, "cpu")
     full = summary(run(a.storage, "exhaustive", None))
     asha = summary(run(a.storage, "asha", ASHA))

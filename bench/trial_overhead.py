@@ -58,7 +58,7 @@ def main() -> None:
     a = p.parse_args()
     root = tempfile.mkdtemp(prefix="rsbench")
     os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="rsb", dir="/tmp"))
-    exps = {f"W={w}": Experiment(name=f"overhead-w{w}", space={}, base=base(a.steps), search="grid", workers=w,
+    exps = {f"W={w}": Experiment(name=f"overhead-w{w}", space={}, fixed=base(a.steps), search="grid", workers=w,
                                  cpus_per_trial=THREADS, objectives={"ar_mu": "min"}) for w in (0, 1)}
     try:
         direct(exps["W=0"], root, -1)  # builds the cached base and judge; not timed

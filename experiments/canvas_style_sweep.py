@@ -21,7 +21,7 @@ STYLES = "Seed_Images,Van_Gogh,Ukiyoe,Picasso,Watercolor"
 
 experiment = raysweep.Experiment(
     name="canvas_style_sweep",
-    base={"data.dataset": "unlearncanvas", "data.root": os.environ["UNLEARNCANVAS_ROOT"],
+    fixed={"data.dataset": "unlearncanvas", "data.root": os.environ["UNLEARNCANVAS_ROOT"],
           "data.styles": STYLES, "data.resolution": 256, "data.target": "style=Van_Gogh",
           "model.preset": "sd", "model.sd_path": os.environ["UNLEARNCANVAS_SD"], "pretrain.steps": 0,
           "unlearn.batch_size": 8, "unlearn.lr": 1e-5, "attack.batch_size": 8, "attack.lr": 1e-5,

@@ -56,6 +56,8 @@ def replicate(b: int, s: int) -> dict:
 # ---- tuning ------------------------------------------------------------------------------------------------
 
 def tune_all(args) -> dict[str, list[dict]]:
+    from ray.tune import Tuner
+
     from raysweep.tune import sweep
 
     out = {}
@@ -64,11 +66,11 @@ def tune_all(args) -> dict[str, list[dict]]:
         table = Path(args.out) / name / "results.parquet"
         if not table.exists() and "tune" in args.phases:
             exp = tuning(method, args.tune_trials)
-            exp.base.update({"pretrain.seed": 0, "judge.seed": 0})
+            exp.fixed.update({"pretrain.seed": 0, "judge.seed": 0})
             start = time.perf_counter()
+            resume = Tuner.can_restore(str(Path(args.out).resolve() / name))  # an interrupted tuning sweep
             sweep(exp, storage=args.out, name=name, mlflow_uri=None, num_samples=args.tune_trials,
-                  max_concurrent=args.workers, smoke=args.smoke, resume=(Path(args.out) / name).exists(),
-                  address=None, device="cpu")
+                  max_concurrent=args.workers, smoke=args.smoke, resume=resume, address=None, device="cpu")
             print(f"study: tuned {method} in {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
         if table.exists():
             out[method] = pq.read_table(table).to_pylist()

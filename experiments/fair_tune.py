@@ -34,7 +34,7 @@ SPACES = {  # each method's own knobs, in its original's units (see raysweep/met
 def tuning(method: str, num_samples: int = 12) -> raysweep.Experiment:
     return raysweep.Experiment(
         name=f"fair-tune-{method}",
-        base={**STUDY, "unlearn.method": method, "unlearn.seed": TUNING_SEED, "attack.seed": TUNING_SEED,
+        fixed={**STUDY, "unlearn.method": method, "unlearn.seed": TUNING_SEED, "attack.seed": TUNING_SEED,
               "eval.seed": TUNING_SEED, "attack.steps": (0, 500, 1000), "attack.lr": 1e-4},
         space={"unlearn.steps": STEPS, "unlearn.lr": LR, **SPACES[method]},
         objectives={"ar_dimra_max": "min", "fid_judge": "min"},

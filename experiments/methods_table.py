@@ -5,7 +5,7 @@ import raysweep
 
 experiment = raysweep.Experiment(
     name="methods_table",
-    base={"unlearn.steps": 1000, "attack.steps": (0, 250, 500, 1000, 2000)},
+    fixed={"unlearn.steps": 1000, "attack.steps": (0, 250, 500, 1000, 2000)},
     space={"unlearn.method": tune.grid_search(["finetune", "ga", "salun", "sa", "esd", "erasediff", "dimum",
                                                "retrain"]),
            "unlearn.seed": tune.grid_search([0, 1, 2])},

@@ -14,9 +14,10 @@ import statistics
 import sys
 from pathlib import Path
 
-from raysweep.base import prepare
+from raysweep.bases import load_bases
 from raysweep.config import Config, apply_overrides
 from raysweep.evaluate import DiffusionGenerator
+from raysweep.resolve import resolve
 from raysweep.stats import bootstrap_mean
 from raysweep.study import ci, run_one
 
@@ -40,7 +41,7 @@ BEGIN, END = "<!-- feature-unlearning -->", "<!-- /feature-unlearning -->"
 def config(args, **extra) -> Config:
     cfg = apply_overrides(Config(), {**BASE, "data.target": args.target})
     apply_overrides(cfg, args.overrides)
-    return apply_overrides(cfg, extra).validate()
+    return resolve(apply_overrides(cfg, extra)).cfg
 
 
 def run_all(args) -> list[dict]:
@@ -67,7 +68,7 @@ def run_all(args) -> list[dict]:
 def base_quality(args) -> dict:
     """The base model's object and style accuracy on its own generations, every (digit, style) pair."""
     cfg = config(args)
-    bases = prepare(cfg, str(Path(args.out) / "store"))
+    bases = load_bases(cfg, str(Path(args.out) / "store"))
     return bases.evaluator.evaluate(DiffusionGenerator(bases.model, cfg.eval, cfg.schedule))
 
 

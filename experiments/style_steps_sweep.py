@@ -8,7 +8,7 @@ import raysweep
 
 experiment = raysweep.Experiment(
     name="style_steps_sweep",
-    base={"data.dataset": "digits-styles", "data.target": "style=inverted", "pretrain.steps": 3000,
+    fixed={"data.dataset": "digits-styles", "data.target": "style=inverted", "pretrain.steps": 3000,
           "attack.steps": (0, 250, 500, 1000), "eval.n_per_class": 25},
     space={
         "unlearn.method": tune.choice(["dimum", "salun"]),

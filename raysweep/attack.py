@@ -15,9 +15,9 @@ from .config import Config, RaysweepError
 from .data import Dataset, aux_stream
 from .diffusion import DenoisingLoss
 from .evaluate import DiffusionGenerator, Evaluator
-from .loop import LoopState, finetune
+from .loop import LoopState, optimize
 from .seeds import derive
-from .target import Target, as_target
+from .target import Target
 
 
 @dataclass
@@ -43,7 +43,7 @@ def aux_data(cfg: Config, ds: Dataset, model: nn.Module, target: Target):
     return aux_stream(ds, target, a.aux, a.batch_size, a.seed, generated)
 
 
-def dimra(model: nn.Module, cfg: Config, ds: Dataset, target: Target | int, evaluator: Evaluator,
+def dimra(model: nn.Module, cfg: Config, ds: Dataset, target: Target, evaluator: Evaluator,
           before: dict, on_checkpoint: Callable[[int, nn.Module, dict], None] | None = None,
           progress: bool = False, resume: LoopState | None = None,
           save: Callable[[LoopState], None] | None = None, utility: bool = True) -> AttackResult:
@@ -53,7 +53,7 @@ def dimra(model: nn.Module, cfg: Config, ds: Dataset, target: Target | int, eval
     accuracy and FID; then ``on_checkpoint`` and ``save`` (a loop state holding the curves so far). ``resume``
     continues from such a state; ``model`` must then hold the unlearned weights (the ``generated`` aux set is
     drawn from them)."""
-    a, target = cfg.attack, as_target(target, ds.conditions)
+    a = cfg.attack
     checkpoints = list(a.steps)
     result = AttackResult()
     denoise = DenoisingLoss(cfg.schedule, a.label_dropout)
@@ -102,7 +102,7 @@ def dimra(model: nn.Module, cfg: Config, ds: Dataset, target: Target | int, eval
                                                            "retain_acc": result.retain_acc, "fid": result.fid}))
 
         every = reduce(math.gcd, positive)
-        run = finetune(model, loss, {"aux": aux_data(cfg, ds, model, target)}, positive[-1], lr=a.lr,
+        run = optimize(model, loss, {"aux": aux_data(cfg, ds, model, target)}, positive[-1], lr=a.lr,
                        grad_clip=a.grad_clip, seed=a.seed, every=every, callback=callback, progress=progress,
                        desc="DiMRA", resume=resume, save=keep, save_every=every)
         result.losses, result.status, result.seconds = run.losses, run.status, run.seconds

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .config import ConfigError, Data, RaysweepError
+from .data import Dataset
 from .target import Conditions
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -99,10 +100,8 @@ def _tensor(images: list[np.ndarray]) -> torch.Tensor:
     return torch.cat([c.float() / 127.5 - 1.0 for c in x.split(1024)])  # chunks: no second full-size float copy
 
 
-def load_unlearncanvas(cfg: Data):
-    from .data import Dataset
-
-    conds, root = canvas_conditions(cfg), Path(cfg.root)
+def load_unlearncanvas(cfg: Data, conds: Conditions) -> Dataset:
+    root = Path(cfg.root)
     paths, labels, test = [], [], []
     for s, style in enumerate(conds.styles):
         for o, obj in enumerate(conds.objects):

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Callable
-
-import torch
 
 from .config import Config, RaysweepError, apply_overrides
 
@@ -34,10 +33,14 @@ def config_from(args: argparse.Namespace, cfg: Config | None = None) -> Config:
     cfg.data.dataset = args.dataset
     cfg.data.root = args.root
     apply_overrides(cfg, args.overrides)
-    return cfg.validate()
+    from .resolve import resolve  # after parsing: it imports the model stack
+
+    return resolve(cfg).cfg
 
 
 def device_from(name: str) -> str:
+    import torch  # only once the arguments are parsed
+
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
@@ -58,4 +61,15 @@ def run(main: Callable[[], dict | None], as_json: bool) -> None:
         print("error: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     if as_json and out is not None:
-        print(json.dumps(out))
+        print(json.dumps(plain(out), allow_nan=False))
+
+
+def plain(obj):
+    """JSON without NaN or infinity (invalid JSON): a number that is not finite becomes null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj

@@ -13,7 +13,7 @@ import statistics
 
 from . import store
 from .attack import dimra
-from .base import SD_PRESETS, Bases, get_retrain, judge_key, model_key, retrain_seed
+from .bases import SD_PRESETS, Bases, get_retrain, judge_key, model_key, retrain_seed
 from .config import Config, content_hash
 from .evaluate import DiffusionGenerator
 from .metrics import FEASIBLE_AR, FEASIBLE_RETAIN_DROP

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import ConfigError, Data, RaysweepError
-from .target import Conditions, Target, as_target, conditions
+from .target import Conditions, Target
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -27,11 +27,6 @@ class Dataset:
     test_x: torch.Tensor
     test_y: torch.Tensor
     conditions: Conditions
-
-    @property
-    def num_classes(self) -> int:
-        """Number of conditions (classes; objects x styles for a two-factor dataset)."""
-        return self.conditions.n
 
     @property
     def channels(self) -> int:
@@ -48,10 +43,10 @@ class Dataset:
         x, y = self.split(split)
         return x[y == c]
 
-    def where(self, target: Target | int, forgotten: bool, split: str = "train") -> Batch:
+    def where(self, target: Target, forgotten: bool, split: str = "train") -> Batch:
         """The images (and their labels) that are, or are not, the target."""
         x, y = self.split(split)
-        keep = as_target(target, self.conditions).mask(y)
+        keep = target.mask(y)
         keep = keep if forgotten else ~keep
         return x[keep], y[keep]
 
@@ -62,7 +57,7 @@ def _resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
     return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False).clamp(-1, 1)
 
 
-def load_digits(cfg: Data) -> Dataset:
+def load_digits(cfg: Data, conds: Conditions) -> Dataset:
     from sklearn.datasets import load_digits as sk_digits
     from sklearn.model_selection import train_test_split
 
@@ -72,7 +67,7 @@ def load_digits(cfg: Data) -> Dataset:
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=cfg.test_fraction, random_state=cfg.split_seed,
                                           stratify=y)
     t = lambda a: _resize(torch.from_numpy(a)[:, None], cfg.resolution)  # noqa: E731
-    return Dataset("digits", t(xtr), torch.from_numpy(ytr), t(xte), torch.from_numpy(yte), conditions(cfg))
+    return Dataset("digits", t(xtr), torch.from_numpy(ytr), t(xte), torch.from_numpy(yte), conds)
 
 
 # digits-styles: deterministic renderings of an image in [-1, 1] (background -1). At 8x8 a judge must be able to
@@ -88,10 +83,10 @@ STYLES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def load_digits_styles(cfg: Data) -> Dataset:
+def load_digits_styles(cfg: Data, conds: Conditions) -> Dataset:
     """Every digit image rendered in each style of ``data.styles``; condition = digit * S + style. The split is
     the digits split, so no test image appears in training in any style."""
-    base, conds = load_digits(cfg), conditions(cfg)
+    base = load_digits(cfg, Conditions(conds.objects))
     s = len(conds.styles)
 
     def render(x: torch.Tensor, y: torch.Tensor) -> Batch:
@@ -102,7 +97,7 @@ def load_digits_styles(cfg: Data) -> Dataset:
     return Dataset("digits-styles", *render(base.train_x, base.train_y), *render(base.test_x, base.test_y), conds)
 
 
-def load_cifar10(cfg: Data) -> Dataset:
+def load_cifar10(cfg: Data, conds: Conditions) -> Dataset:
     if not cfg.root:
         raise RaysweepError("cifar10 needs data.root: a directory holding cifar-10-batches-py")
     if not cfg.download and not os.path.isdir(os.path.join(cfg.root, "cifar-10-batches-py")):
@@ -119,24 +114,7 @@ def load_cifar10(cfg: Data) -> Dataset:
         return _resize(x, cfg.resolution), torch.tensor(ds.targets, dtype=torch.int64)
 
     (xtr, ytr), (xte, yte) = split(True), split(False)
-    return Dataset("cifar10", xtr, ytr, xte, yte, conditions(cfg))
-
-
-def load_unlearncanvas(cfg: Data) -> Dataset:
-    from .canvas import load_unlearncanvas as load
-
-    return load(cfg)
-
-
-LOADERS: dict[str, Callable[[Data], Dataset]] = {"digits": load_digits, "cifar10": load_cifar10,
-                                                  "digits-styles": load_digits_styles,
-                                                  "unlearncanvas": load_unlearncanvas}
-
-
-def load_dataset(cfg: Data) -> Dataset:
-    if cfg.dataset not in LOADERS:
-        raise ConfigError(f"unknown dataset {cfg.dataset!r}; choose one of {sorted(LOADERS)}")
-    return LOADERS[cfg.dataset](cfg)
+    return Dataset("cifar10", xtr, ytr, xte, yte, conds)
 
 
 def stream(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> Iterator[Batch]:
@@ -187,18 +165,17 @@ def parse_alternative(spec: str, target: Target) -> tuple[str, int | None]:
     raise ConfigError(f"unknown alternative data {spec!r}; choose retain, class:k, style:NAME, generated or noise")
 
 
-def forget_stream(ds: Dataset, target: Target | int, batch_size: int, seed: int) -> Iterator[Batch]:
+def forget_stream(ds: Dataset, target: Target, batch_size: int, seed: int) -> Iterator[Batch]:
     return stream(*ds.where(target, True), batch_size, seed)
 
 
-def retain_stream(ds: Dataset, target: Target | int, batch_size: int, seed: int) -> Iterator[Batch]:
+def retain_stream(ds: Dataset, target: Target, batch_size: int, seed: int) -> Iterator[Batch]:
     return stream(*ds.where(target, False), batch_size, seed)
 
 
-def alternative_stream(ds: Dataset, target: Target | int, spec: str, batch_size: int, seed: int,
+def alternative_stream(ds: Dataset, target: Target, spec: str, batch_size: int, seed: int,
                        generated: Batch | None = None) -> Iterator[Batch]:
     """D'_u: images that are *not* the target, each relabelled into the target (``Target.relabel``)."""
-    target = as_target(target, ds.conditions)
     kind, k = parse_alternative(spec, target)
     if kind == "noise":
         return noise_stream(tuple(ds.train_x.shape[1:]), target.forget, batch_size, seed)
@@ -216,7 +193,7 @@ def alternative_stream(ds: Dataset, target: Target | int, spec: str, batch_size:
 AUX_CHOICES = ("test", "retain", "generated")
 
 
-def aux_stream(ds: Dataset, target: Target | int, spec: str, batch_size: int, seed: int,
+def aux_stream(ds: Dataset, target: Target, spec: str, batch_size: int, seed: int,
                generated: Batch | None = None) -> Iterator[Batch]:
     """DiMRA's D_aux with true labels; by construction it never contains the target."""
     if spec in ("test", "retain"):
@@ -224,7 +201,7 @@ def aux_stream(ds: Dataset, target: Target | int, spec: str, batch_size: int, se
     elif spec == "generated":
         if generated is None:
             raise RaysweepError("aux 'generated' needs samples of the unlearned model")
-        keep = ~as_target(target, ds.conditions).mask(generated[1])
+        keep = ~target.mask(generated[1])
         x, y = generated[0][keep], generated[1][keep]
     else:
         raise ConfigError(f"unknown aux data {spec!r}; choose one of {list(AUX_CHOICES)}")

@@ -24,8 +24,6 @@ PRESETS = {
     # for tests: seconds on a CPU.
     "tiny": ((16, 32), ("DownBlock2D", "DownBlock2D"), ("UpBlock2D", "UpBlock2D"), 1, 8),
 }
-PRESETS["digits-styles"] = PRESETS["digits"]
-PRESETS["unlearncanvas"] = PRESETS["cifar10"]  # a pixel model at low resolution; at 512 use model.preset=sd
 
 
 class FactorEmbedding(nn.Module):
@@ -64,20 +62,21 @@ class FactorEmbedding(nn.Module):
                            torch.where(o < k, n + o, torch.where(s < self.styles, n + k + s, both)))
 
 
-def make_unet(cfg: Model, dataset: str, channels: int, resolution: int, num_classes: int,
+def make_unet(cfg: Model, default_preset: str, channels: int, resolution: int, objects: int,
               styles: int = 0) -> UNet2DModel:
-    """``num_classes`` objects; with ``styles`` > 0 the model is conditioned on (object, style) pairs."""
-    preset = cfg.preset or dataset
+    """``objects`` classes; with ``styles`` > 0 the model is conditioned on (object, style) pairs. The preset is
+    ``model.preset``, else the dataset's (``raysweep.datasets``)."""
+    preset = cfg.preset or default_preset
     if preset not in PRESETS:
         raise ConfigError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
     widths, down, up, layers, groups = PRESETS[preset]
-    embeds = num_classes + 1 if not styles else (num_classes + 1) * (styles + 1)  # + the null condition(s)
+    embeds = objects + 1 if not styles else (objects + 1) * (styles + 1)  # + the null condition(s)
     model = UNet2DModel(
         sample_size=resolution, in_channels=channels, out_channels=channels,
         block_out_channels=widths, down_block_types=down, up_block_types=up,
         layers_per_block=layers, norm_num_groups=groups, dropout=cfg.dropout, num_class_embeds=embeds)
     if styles:  # diffusers looks class_labels up in whatever module sits here
-        model.class_embedding = FactorEmbedding(num_classes, styles, model.class_embedding.embedding_dim)
+        model.class_embedding = FactorEmbedding(objects, styles, model.class_embedding.embedding_dim)
     return model
 
 

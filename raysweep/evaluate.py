@@ -18,7 +18,7 @@ from .config import Eval, RaysweepError, Schedule
 from .data import Dataset
 from .diffusion import sample
 from .judge import JudgeFeatures, predict
-from .target import Target, as_target
+from .target import Target
 
 Generator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -91,25 +91,24 @@ class Evaluator:
         images = gen(labels, noise)
         return (self.codec.decode(images) if self.codec is not None else images), labels
 
-    def judge_labels(self, gen: Generator, target: Target | int, n: int | None = None,
+    def judge_labels(self, gen: Generator, target: Target, n: int | None = None,
                      seed: int | None = None) -> torch.Tensor:
         """The judge's reading of n samples of the target (fixed noise, split evenly over its conditions): what
         AR and AR_CL read. ``seed`` picks other noise (the stop rule's, never the evaluation's)."""
-        forget = as_target(target, self.ds.conditions).forget
+        forget = target.forget
         images, _ = self.generate(gen, forget, math.ceil((n or self.cfg.n_forget) / len(forget)), seed)
         return predict(self.judge, images)
 
-    def ar(self, gen: Generator, target: Target | int, n: int | None = None, seed: int | None = None) -> float:
+    def ar(self, gen: Generator, target: Target, n: int | None = None, seed: int | None = None) -> float:
         """Share of the target's samples that the judge reads as the target (for a style: as that style)."""
-        t = as_target(target, self.ds.conditions)
-        return float(t.mask(self.judge_labels(gen, t, n, seed)).float().mean())
+        return float(target.mask(self.judge_labels(gen, target, n, seed)).float().mean())
 
     def reference_images(self, conditions: list[int]) -> torch.Tensor:
         """FID's real images: the test split of ``conditions``, which the judge (trained on the train split) has
         never seen, so its features are not fitted to the reference."""
         return torch.cat([self.ds.of_class(c, "test") for c in conditions])
 
-    def evaluate(self, gen: Generator, target: Target | int | None = None,
+    def evaluate(self, gen: Generator, target: Target | None = None,
                  forget_labels: torch.Tensor | None = None, seed: int | None = None) -> dict:
         """AR of every condition, retain_acc and FID on the retained conditions, and the evaluation settings.
 
@@ -121,7 +120,7 @@ class Evaluator:
         retained conditions (a pair target names both: no ``cra``).
         """
         conds = self.ds.conditions
-        t = None if target is None else as_target(target, conds)
+        t = target
         retain = t.retain if t is not None else list(range(conds.n))
         images, labels = self.generate(gen, retain, self.cfg.n_per_class, seed)
         preds = predict(self.judge, images)

@@ -1,6 +1,6 @@
 """What an ``experiments/*.py`` file declares: ``experiment = raysweep.Experiment(...)``.
 
-Keys of ``space`` and ``base`` are dotted config paths (``unlearn.steps``); values of ``space`` are ``ray.tune``
+Keys of ``space`` and ``fixed`` are dotted config paths (``unlearn.steps``); values of ``space`` are ``ray.tune``
 domains (or plain values); ``objectives`` maps any scalar metric a trial reports to ``min`` or ``max``.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Experiment:
     name: str
     space: dict[str, Any]
     objectives: dict[str, str]
-    base: dict[str, Any] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)  # config values every trial shares
     num_samples: int = 8
     search: str = "optuna"
     workers: int = 0  # Ray Train workers per trial: 0 runs it in the Tune trial's process, 1 in a Train worker
@@ -55,7 +55,7 @@ class Experiment:
             if mode not in ("min", "max"):
                 raise ConfigError(f"objective {metric!r}: mode must be min or max, got {mode!r}")
         probe = Config()
-        apply_overrides(probe, self.base)
+        apply_overrides(probe, self.fixed)
         for key in self.space:
             get_leaf(probe, key)
         if self.workers < 0 or self.cpus_per_trial < 1:
@@ -80,13 +80,15 @@ class Experiment:
 
     def trial_config(self, params: dict[str, Any], smoke: bool = False) -> Config:
         cfg = Config()
-        apply_overrides(cfg, self.base)
+        apply_overrides(cfg, self.fixed)
         apply_overrides(cfg, {k: _plain(v) for k, v in params.items()})
         if smoke:
             apply_overrides(cfg, SMOKE)
             cfg.unlearn.steps = min(cfg.unlearn.steps, SMOKE_MAX_UNLEARN_STEPS)
             cfg.unlearn.check_every = min(cfg.unlearn.check_every, 5)
-        return cfg.validate()
+        from .resolve import resolve  # the method registry and datasets: imported only when a config is checked
+
+        return resolve(cfg).cfg
 
 
 OPS = ("<=", ">=")

@@ -70,12 +70,12 @@ class FactorJudge(nn.Module):
         return (lo[:, :, None] + ls[:, None, :]).flatten(1)
 
 
-def make_judge(dataset: str, channels: int, num_classes: int, styles: int = 0) -> nn.Module:
-    if styles:  # UnlearnCanvas' paintings (256-512 px) need more than the 8x8 digits' three convs
-        large = dataset == "unlearncanvas"
-        return FactorJudge(channels, num_classes, styles,
-                           (lambda c, k: ResNetJudge(c, k, small_input=False)) if large else SmallCNN)
-    return ResNetJudge(channels, num_classes) if dataset == "cifar10" else SmallCNN(channels, num_classes)
+def make_judge(kind: str, channels: int, objects: int, styles: int = 0) -> nn.Module:
+    """``kind`` (the dataset's, ``raysweep.datasets``): small (8x8 digits: three convs), resnet-32 (32x32 CIFAR:
+    ResNet-18 with a 3x3 stem), resnet (paintings at 256-512 px: ImageNet's stem). Two factors: one each."""
+    backbone = {"small": SmallCNN, "resnet-32": ResNetJudge,
+                "resnet": lambda c, k: ResNetJudge(c, k, small_input=False)}[kind]
+    return FactorJudge(channels, objects, styles, backbone) if styles else backbone(channels, objects)
 
 
 def factor_accuracy(judge: nn.Module, ds: Dataset) -> dict[str, float]:
@@ -103,11 +103,11 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
 
 
-def train_judge(ds: Dataset, cfg: JudgeConfig, device: str = "cpu") -> tuple[nn.Module, float]:
+def train_judge(ds: Dataset, cfg: JudgeConfig, kind: str, device: str = "cpu") -> tuple[nn.Module, float]:
     """Train on the real train split; returns (judge in eval mode, accuracy on the real test split)."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    judge = make_judge(ds.name, ds.channels, len(ds.conditions.objects), len(ds.conditions.styles)).to(device)
+    judge = make_judge(kind, ds.channels, len(ds.conditions.objects), len(ds.conditions.styles)).to(device)
     opt = torch.optim.Adam(judge.parameters(), lr=cfg.lr)
     batches = stream(ds.train_x, ds.train_y, cfg.batch_size, cfg.seed)
     steps = cfg.epochs * max(1, len(ds.train_x) // cfg.batch_size)

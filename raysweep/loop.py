@@ -74,7 +74,7 @@ class LoopResult:
     seconds: float = 0.0
 
 
-def finetune(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator], steps: int, *, lr: float,
+def optimize(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator], steps: int, *, lr: float,
              grad_clip: float = 1.0, ema: float = 0.0, seed: int = 0, every: int = 0,
              callback: Callback | None = None, max_abs_loss: float = math.inf, precision: str = "fp32",
              progress: bool = False, desc: str = "", resume: LoopState | None = None,

@@ -2,28 +2,32 @@
 base model and the judge, then evaluate the base model on every class."""
 from __future__ import annotations
 
+if __name__ == "__main__":  # answer --help and bad arguments before the imports below load torch, Ray, MLflow
+    from raysweep.commands import pretrain_parser
+
+    pretrain_parser().parse_args()
+
 import sys
 import time
 
-from . import base
-from .cli import Parser, add_common, config_from, device_from, run
+from . import bases as bases_
+from . import commands
+from .cli import config_from, device_from, run
 from .evaluate import DiffusionGenerator
+from .resolve import resolve
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = Parser(prog="raysweep.pretrain", description=__doc__)
-    add_common(p)
-    p.add_argument("--steps", type=int, default=None, help="pretraining steps (= --set pretrain.steps=N)")
-    args = p.parse_args(argv)
+    args = commands.pretrain_parser().parse_args(argv)
 
     def job() -> dict:
         start = time.perf_counter()
         cfg = config_from(args)
         if args.steps is not None:
             cfg.pretrain.steps = args.steps
-            cfg.validate()
+            resolve(cfg)
         device = device_from(args.device)
-        bases = base.prepare(cfg, args.out, progress=sys.stderr.isatty(), device=device)
+        bases = bases_.load_bases(cfg, args.out, progress=sys.stderr.isatty(), device=device)
         gen = DiffusionGenerator(bases.model, cfg.eval, cfg.schedule)
         res = bases.evaluator.evaluate(gen)
         out = {"dataset": cfg.data.dataset, "base_uri": bases.model_uri, "base_cached": bases.cached,

@@ -7,6 +7,11 @@ constraints; the others are drawn, marked, and never on it.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # answer --help and bad arguments before the imports below load torch, Ray, MLflow
+    from raysweep.commands import report_parser
+
+    report_parser().parse_args()
+
 import base64
 import csv
 import json
@@ -19,10 +24,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from . import store  # noqa: E402
-from .cli import Parser, run  # noqa: E402
+from . import commands  # noqa: E402
+from .cli import run  # noqa: E402
 from .config import RaysweepError  # noqa: E402
 from .experiment import meets, parse_constraints  # noqa: E402
 from .pareto import DIRECTIONS, front  # noqa: E402
@@ -37,8 +44,11 @@ def load_rows(sweep: str) -> list[dict]:
     if not store.exists(uri):
         raise RaysweepError(f"no sweep results at {uri}")
     fs, path = store.resolve(uri)
-    with fs.open_input_file(path) as f:
-        return pq.read_table(f).to_pylist()
+    try:
+        with fs.open_input_file(path) as f:
+            return pq.read_table(f).to_pylist()
+    except (pa.ArrowException, OSError) as e:
+        raise RaysweepError(f"damaged results table {uri}: {str(e).splitlines()[0][:200]}") from None
 
 
 def parse_objectives(specs: list[str], columns: set[str]) -> dict[str, str]:
@@ -149,7 +159,7 @@ def sample_grids(rows, frontier, mlflow_uri: str | None) -> dict[str, str]:
 
 def _mlflow_default(sweep: str) -> str | None:
     db = os.path.join(sweep, "mlflow.db")
-    return f"sqlite:///{os.path.abspath(db)}" if "://" not in sweep and os.path.exists(db) else None
+    return f"sqlite:///{os.path.abspath(db)}" if not store.is_remote(sweep) and os.path.exists(db) else None
 
 
 def sweep_settings(sweep: str) -> dict:
@@ -247,22 +257,14 @@ def render(rows, idx, frontier, dropped, objectives, constraints, note, rho, gri
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = Parser(prog="raysweep.report", description=__doc__.split("\n\n")[0])
-    p.add_argument("sweep", help="a sweep directory (holding results.parquet) or its s3:// URI")
-    p.add_argument("--x", default=None, help="metric[:min|max] on the x axis (default: the sweep's utility objective)")
-    p.add_argument("--y", default=None, help="metric[:min|max] on the y axis (default: the sweep's first objective)")
-    p.add_argument("--objective", action="append", default=[], help="more objectives for the frontier")
-    p.add_argument("--constraint", action="append", default=None, metavar="METRIC<=VALUE",
-                   help="only trials meeting it can be on the front (repeatable; default: the sweep's own)")
-    p.add_argument("--mlflow-uri", default=None, help="default: the sweep's sqlite store when present")
-    p.add_argument("--out", default=None, help="default: SWEEP/report")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+    args = commands.report_parser().parse_args(argv)
 
     def job() -> dict:
-        if "://" not in args.sweep and not os.path.isdir(args.sweep):
+        if not store.is_remote(args.sweep) and not os.path.isdir(args.sweep):
             raise RaysweepError(f"sweep directory not found: {args.sweep}")
-        out = args.out or (os.path.join(args.sweep, "report") if "://" not in args.sweep else "report")
+        out = args.out or (os.path.join(args.sweep, "report") if not store.is_remote(args.sweep) else "report")
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise RaysweepError(f"--out {out} is a file, not a directory")
         res = build(args.sweep, args.x, args.y, args.objective, out, args.mlflow_uri, args.constraint)
         if not args.json:
             print(f"report: {res['report']}  (frontier: {len(res['frontier'])} trials; infeasible: "

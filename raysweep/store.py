@@ -51,9 +51,14 @@ def _from_bytes(dtype: str, shape: list[int], data: bytes) -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).copy()).reshape(shape)
 
 
+def is_remote(uri: str) -> bool:
+    """A URI with a scheme (s3://, gs://, file://), as opposed to a plain local path."""
+    return "://" in uri
+
+
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """``s3://bucket/key``, ``gs://…``, ``file:///…`` or a plain local path -> (filesystem, path)."""
-    if "://" in uri:
+    if is_remote(uri):
         try:
             return pafs.FileSystem.from_uri(uri)
         except (pa.ArrowInvalid, OSError) as e:
@@ -162,6 +167,23 @@ def write_json(uri: str, obj: Any) -> None:
     with fs.open_output_stream(f"{path}.tmp") as f:
         f.write(json.dumps(obj, indent=1, sort_keys=True).encode())
     fs.move(f"{path}.tmp", path)
+
+
+def put_file(local: str, uri: str) -> str:
+    """Copy a local file to ``uri`` (any filesystem); returns ``uri``."""
+    fs, path = resolve(uri)
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    with open(local, "rb") as src, fs.open_output_stream(path) as dst:
+        dst.write(src.read())
+    return uri
+
+
+def get_file(uri: str, local: str) -> str:
+    """Copy ``uri`` to a local file; returns ``local``."""
+    fs, path = resolve(uri)
+    with fs.open_input_stream(path) as src, open(local, "wb") as dst:
+        dst.write(src.read())
+    return local
 
 
 def read_json(uri: str) -> Any:

@@ -48,13 +48,14 @@ def job_key(phase: str, overrides: dict) -> str:
 
 def run_control(cfg: Config, root: str) -> dict:
     """The attack of ``cfg`` on the untouched base (the control), with the base's utility reference."""
-    from .base import prepare
+    from .bases import load_bases
     from .controls import control_curve, reference
+    from .resolve import resolve
 
-    cfg.validate()
-    bases = prepare(cfg, root)
-    ref = reference(cfg, bases, cfg.target, root)
-    curve = control_curve(cfg, bases, cfg.target, root)
+    target = resolve(cfg).target
+    bases = load_bases(cfg, root)
+    ref = reference(cfg, bases, target, root)
+    curve = control_curve(cfg, bases, target, root)
     attacked = {int(k): v for k, v in curve.items() if int(k) > 0}
     return {"method": "base", "status": "ok", "ar_dimra": curve, "ar_mu": curve.get("0"),
             "ar_dimra_max": max(attacked.values()) if attacked else math.nan, "attack_lr": cfg.attack.lr, **ref}

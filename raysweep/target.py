@@ -1,6 +1,7 @@
 """What is forgotten: a predicate over the conditions a model is conditioned on.
 
-A dataset's labels index *conditions*. A class-conditional dataset has one factor, the object (label = class).
+A dataset's labels index *conditions*. A class-conditional dataset has one factor, the object (label = class). Which conditions a dataset has is
+``raysweep.datasets``' business; this module knows only conditions and predicates over them.
 A two-factor dataset (``digits-styles``, UnlearnCanvas) is conditioned on (object, style); condition
 ``o * S + s``. The unlearning target is ``object=c``, ``style=s`` or both. Streams, methods, metrics and the
 attack ask the Target which labels are forgotten, never compare a label themselves, so one code path serves
@@ -12,10 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import ConfigError, Data
-
-DIGIT_STYLES = "plain,inverted,rotated,faint"  # digits-styles' default data.styles
-CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+from .config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -43,28 +41,6 @@ class Conditions:
     def name(self, y: int) -> str:
         o = self.objects[int(self.object_of(torch.tensor(y)))]
         return f"{o}/{self.styles[int(self.style_of(torch.tensor(y)))]}" if self.factored else o
-
-
-def conditions(cfg: Data) -> Conditions:
-    """The conditions of a dataset config, without loading the data."""
-    from .data import STYLES
-
-    if cfg.dataset == "cifar10":
-        return Conditions(CIFAR10)
-    if cfg.dataset == "unlearncanvas":
-        from .canvas import canvas_conditions
-
-        return canvas_conditions(cfg)
-    digits = tuple(str(d) for d in range(10))
-    if cfg.dataset != "digits-styles":
-        return Conditions(digits)
-    styles = tuple(s.strip() for s in (cfg.styles or DIGIT_STYLES).split(",") if s.strip())
-    for s in styles:
-        if s not in STYLES:
-            raise ConfigError(f"unknown style {s!r} in data.styles; choose from {sorted(STYLES)}")
-    if len(set(styles)) != len(styles) or not styles:
-        raise ConfigError(f"data.styles must name distinct styles, got {cfg.styles!r}")
-    return Conditions(digits, styles)
 
 
 def _lookup(kind: str, value: str, names: tuple[str, ...]) -> int:
@@ -159,8 +135,3 @@ def parse_target(spec: str, conds: Conditions) -> Target:
     if not target.retain:
         raise ConfigError(f"data.target {spec!r} matches every condition: nothing would be retained")
     return target
-
-
-def as_target(target: "Target | int", conds: Conditions) -> Target:
-    """A bare class index means ``object=<index>``: the class-unlearning case."""
-    return target if isinstance(target, Target) else Target(conds, object=int(target))

@@ -8,12 +8,11 @@ import tempfile
 import urllib.error
 import urllib.request
 
-import torch
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from . import plots, store
+from . import store
 from .config import Config, RaysweepError, flatten
 from .metrics import CURVES
 
@@ -62,7 +61,7 @@ def start_run(uri: str, exp_id: str, trial_id: str, cfg: Config, tags: dict[str,
     return run.info.run_id
 
 
-def log_result(uri: str, run_id: str, result: dict, cfg: Config) -> None:
+def log_result(uri: str, run_id: str, result: dict) -> None:
     """Final metrics, the AR curve by attack step, the loss curve, tags with checkpoint URIs, and pictures."""
     client = MlflowClient(uri)
     now = 0
@@ -80,9 +79,9 @@ def log_result(uri: str, run_id: str, result: dict, cfg: Config) -> None:
             RunTag("base_uri", str(result.get("base_uri")))]
     tags += [RunTag(f"attack_uri_{k}", v) for k, v in (result.get("attack_uris") or {}).items()]
     client.log_batch(run_id, tags=tags)
-    with tempfile.TemporaryDirectory() as tmp:
-        for path in pictures(cfg, result, tmp):
-            client.log_artifact(run_id, path)
+    with tempfile.TemporaryDirectory() as tmp:  # the trial drew them beside its result; log those files
+        for name, picture in (result.get("pictures") or {}).items():
+            client.log_artifact(run_id, store.get_file(picture, os.path.join(tmp, name)))
 
 
 def finish(uri: str, exp_id: str, trial_id: str, cfg: Config, tags: dict[str, str], result: dict | None,
@@ -90,7 +89,7 @@ def finish(uri: str, exp_id: str, trial_id: str, cfg: Config, tags: dict[str, st
     """Start (or find) the trial's run, log its result or its error, and end it. Returns the run id."""
     run_id = start_run(uri, exp_id, trial_id, cfg, tags)
     if result is not None:
-        log_result(uri, run_id, result, cfg)
+        log_result(uri, run_id, result)
     end_run(uri, run_id, ok=result is not None, error=error, pruned=pruned)
     return run_id
 
@@ -102,50 +101,3 @@ def end_run(uri: str, run_id: str, ok: bool, error: str | None = None, pruned: b
     if pruned:  # stopped by the sweep's scheduler: neither a result nor a failure
         client.set_tag(run_id, "status", "pruned")
     client.set_terminated(run_id, "KILLED" if pruned else "FINISHED" if ok else "FAILED")
-
-
-def pictures(cfg: Config, result: dict, out_dir: str) -> list[str]:
-    """Target samples (same noise) from base / unlearned / attacked, retained-condition samples, loss curve."""
-    from .base import codec_of, new_unet
-    from .data import load_dataset
-    from .diffusion import sample
-    from .evaluate import class_noise
-
-    ds = load_dataset(cfg.data)
-    codec = codec_of(cfg, ds)  # a handful of samples: encode one image for the latent shape, not the dataset
-    target = cfg.target
-    shape = tuple((codec.encode(ds.train_x[:1]) if codec is not None else ds.train_x).shape[1:])
-
-    def load(uri):
-        model = new_unet(cfg, ds)
-        model.load_state_dict(store.load_state(uri)[0])
-        return model.eval()
-
-    def draw(model, labels, noise):
-        x = sample(model, labels, noise, schedule=cfg.schedule, sampler=cfg.eval.sampler, steps=cfg.eval.steps,
-                   guidance=cfg.eval.guidance)
-        return codec.decode(x) if codec is not None else x
-
-    uris = {"base": result["base_uri"], "unlearned": result["unlearned_uri"]}
-    attacks = result.get("attack_uris") or {}
-    if attacks:
-        last = max(attacks, key=int)
-        uris[f"DiMRA@{last}"] = attacks[last]
-    models = {name: load(uri) for name, uri in uris.items()}
-    n = 12
-    forget = [target.forget[i % len(target.forget)] for i in range(n)]  # cycle through the target's conditions
-    labels = torch.tensor(forget)
-    noise = torch.stack([class_noise(cfg.eval.seed, k, n, shape)[i] for i, k in enumerate(forget)])
-    paths = [os.path.join(out_dir, "forget_class_samples.png"), os.path.join(out_dir, "retain_samples.png"),
-             os.path.join(out_dir, "loss_curve.png")]
-    plots.grid_png(paths[0], {k: draw(m, labels, noise) for k, m in models.items()},
-                   f"{target.spec}: same noise, base / unlearned / attacked")
-    retain = target.retain[:40]
-    rl = torch.tensor(retain)
-    rn = torch.stack([class_noise(cfg.eval.seed, k, 1, shape)[0] for k in retain])
-    plots.grid_png(paths[1], {"unlearned": draw(models["unlearned"], rl, rn)},
-                   f"retained: {', '.join(ds.conditions.name(k) for k in retain[:10])}"
-                   + (f" ... ({len(target.retain)})" if len(target.retain) > 10 else ""))
-    plots.loss_png(paths[2], result.get("unlearn_loss_curve") or [float("nan")],
-                   f"{cfg.unlearn.method}: unlearning loss")
-    return paths

@@ -10,6 +10,11 @@ every trial whose config differs only in the attack), a loop state of an interru
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # answer --help and bad arguments before the imports below load torch, Ray, MLflow
+    from raysweep.commands import trial_parser
+
+    trial_parser().parse_args()
+
 import copy
 import math
 import os
@@ -22,16 +27,18 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from . import store
+from . import plots, store
 from .attack import dimra
-from .base import Bases, get_retrain, new_unet, prepare, retrain_seed
-from .cli import Parser, add_common, config_from, device_from, run
+from .bases import Bases, get_retrain, load_bases, new_unet, retrain_seed
+from . import commands
+from .cli import config_from, device_from, run
 from .config import Config, content_hash
 from .controls import control_curve, feasibility, reference
 from .evaluate import DiffusionGenerator, convergence
-from .loop import LoopResult, LoopState, finetune
+from .loop import LoopResult, LoopState, optimize
 from .methods import REGISTRY
 from .methods.base import Context
+from .resolve import resolve
 from .seeds import derive
 from .stats import share_interval
 from .target import Target
@@ -39,8 +46,8 @@ from .target import Target
 Report = Callable[[dict, str | None], None]  # (metrics so far, checkpoint URI or None)
 
 
-def trial_name(cfg: Config) -> str:
-    what = cfg.target.slug if cfg.data.target else f"c{cfg.data.forget_class}"
+def trial_name(cfg: Config, target: Target) -> str:
+    what = target.slug if cfg.data.target else f"c{cfg.data.forget_class}"
     return f"{cfg.unlearn.method}-{what}-s{cfg.unlearn.seed}-{content_hash(cfg.to_dict())[:8]}"
 
 
@@ -105,7 +112,7 @@ def unlearn(cfg: Config, bases: Bases, target: Target, root: str, device: str, p
             save(LoopState(state.step, state.tensors, {**state.meta, "probe": probe}))
 
     every = every_probe if u.stop_ar < 0 else math.gcd(every_probe, u.check_every)
-    result = finetune(model, method, streams, u.steps, lr=u.lr, grad_clip=u.grad_clip, seed=u.seed, every=every,
+    result = optimize(model, method, streams, u.steps, lr=u.lr, grad_clip=u.grad_clip, seed=u.seed, every=every,
                       callback=callback, max_abs_loss=u.max_abs_loss, progress=progress, desc=f"unlearn {u.method}",
                       resume=resume, save=keep, save_every=u.checkpoint_every, after_clip=method.after_clip)
     return model, Unlearned(result.status, result.steps_run, result.stopped_early, result.seconds, result.losses,
@@ -215,21 +222,25 @@ def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Repo
     """Run one trial, writing everything under ``trial_dir``. With ``resume`` it continues what an earlier,
     interrupted run of the same config left there: a finished trial returns its result, and a loop continues
     from its last saved state (``unlearn.checkpoint_every`` steps; every attack checkpoint)."""
-    cfg.validate()
+    target = resolve(cfg).target
     start = time.perf_counter()
-    config, target = cfg.to_dict(), cfg.target
-    trial_dir = trial_dir or store.join(root, "trials", trial_name(cfg))
+    config = cfg.to_dict()
+    trial_dir = trial_dir or store.join(root, "trials", trial_name(cfg, target))
     t = Trial(cfg, config, target, None, root, trial_dir, device, progress, resume, report)
     if resume and store.exists(t.path("result.json")):
         if content_hash(store.read_json(t.path("config.json"))) == content_hash(config):
             return store.read_json(t.path("result.json"))
     store.write_json(t.path("config.json"), config)
     attempts = _record_attempt(t.path("attempts.json"), resume)
-    t.bases = prepare(cfg, root, progress, device)
+    t.bases = load_bases(cfg, root, progress, device)
     ref = reference(cfg, t.bases, target, root, progress, device)
     ar_base = t.bases.evaluator.ar(t.gen(t.bases.model), target)
 
     model, unlearned, loss_curve, unlearned_uri = unlearn_phase(t)
+    ev = t.bases.evaluator
+    grids = {"base": plots.forget_samples(ev, target, t.gen(t.bases.model)),
+             "unlearned": plots.forget_samples(ev, target, t.gen(model))}  # before the attack changes the model
+    retained = plots.retain_samples(ev, target, t.gen(model))
     fid_value = unlearned[f"fid_{cfg.eval.fid_extractor}"]
     out = {"method": cfg.unlearn.method, "forget_class": cfg.data.forget_class, "target": target.spec,
            "seed": cfg.unlearn.seed, "ar_base": ar_base,
@@ -240,6 +251,10 @@ def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Repo
     if t.report is not None:
         t.report({**out, "phase": "unlearned"}, unlearned_uri)
     out.update(attack_phase(t, model, out))
+    grids[f"DiMRA@{max(int(k) for k in out['ar_dimra'])}"] = plots.forget_samples(ev, target, t.gen(model))
+    names = [ev.ds.conditions.name(c) for c in target.retain]
+    out["pictures"] = plots.write_pictures(trial_dir, target, grids, retained, loss_curve, names,
+                                           cfg.unlearn.method)
     if out["attack_status"] != "ok" and out["status"] == "ok":
         out["status"] = out["attack_status"]
     out["resumed_from"] = {"unlearn": unlearned.get("unlearn_resumed_from"), "attack": out["attack_resumed_from"]}
@@ -259,16 +274,7 @@ def _record_attempt(uri: str, resume: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = Parser(prog="raysweep.trial", description=__doc__.split("\n\n")[0])
-    add_common(p)
-    p.add_argument("--method", default="dimum", help=f"one of {sorted(REGISTRY)}")
-    p.add_argument("--forget-class", type=int, default=3)
-    p.add_argument("--target", default="", help="object=NAME | style=NAME | object=NAME,style=NAME "
-                                                 "(default: object=<forget class>)")
-    p.add_argument("--seed", type=int, default=0, help="seed of unlearning and attack (the base is shared)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run of the same trial from its last saved state")
-    args = p.parse_args(argv)
+    args = commands.trial_parser().parse_args(argv)
 
     def job() -> dict:
         cfg = Config()

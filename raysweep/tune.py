@@ -8,6 +8,11 @@ died is restarted (``--max-failures``) and continues from the loop state it save
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # answer --help and bad arguments before the imports below load torch, Ray, MLflow
+    from raysweep.commands import tune_parser
+
+    tune_parser().parse_args()
+
 import dataclasses
 import json
 import os
@@ -17,10 +22,12 @@ import tempfile
 import time
 
 from . import store, tracking
-from .cli import Parser, device_from, run
+from . import commands
+from .cli import device_from, run
 from .config import RaysweepError
 from .experiment import SMOKE_MAX_SAMPLES, Experiment, load
 from .metrics import CURVES
+from .resolve import resolve
 from .results import result_rows, write_table
 from .trial import run_trial
 
@@ -81,7 +88,7 @@ def trainable(params: dict, setup: Setup) -> None:
         if run_id:
             _mlflow(lambda: tracking.end_run(setup.mlflow_uri, run_id, ok=False, error=msg))
         raise RuntimeError(f"trial {trial_id} failed: {msg}") from e
-    logged = bool(run_id) and _mlflow(lambda: (tracking.log_result(setup.mlflow_uri, run_id, result, cfg),
+    logged = bool(run_id) and _mlflow(lambda: (tracking.log_result(setup.mlflow_uri, run_id, result),
                                                tracking.end_run(setup.mlflow_uri, run_id, ok=True), True)[-1])
     ray.tune.report({**scalars(result), "phase": "final", "trial_id": trial_id, "mlflow_run_id": run_id or "",
                      "mlflow_status": "logged" if logged else "pending",
@@ -90,7 +97,7 @@ def trainable(params: dict, setup: Setup) -> None:
 
 def _tags(setup: Setup, cfg, trial_dir: str) -> dict[str, str]:
     return {"experiment": setup.exp.name, "method": cfg.unlearn.method, "forget_class": str(cfg.data.forget_class),
-            "target": cfg.target.spec, "trial_dir": trial_dir, "smoke": str(setup.smoke)}
+            "target": resolve(cfg).target.spec, "trial_dir": trial_dir, "smoke": str(setup.smoke)}
 
 
 def _mlflow(call):
@@ -193,7 +200,7 @@ def _scheduler(exp: Experiment):
 
 def _local_dir(storage: str, name: str) -> str:
     """Where SQLite stores (Optuna, default MLflow) live: beside the sweep when storage is local."""
-    path = os.path.join(os.path.abspath(storage), name) if "://" not in storage else os.path.abspath(
+    path = os.path.join(os.path.abspath(storage), name) if not store.is_remote(storage) else os.path.abspath(
         os.path.join("runs", name))
     os.makedirs(path, exist_ok=True)
     return path
@@ -231,13 +238,15 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
     local_dir = _local_dir(storage, name)
     mlflow_uri = mlflow_uri or f"sqlite:///{os.path.join(local_dir, 'mlflow.db')}"
     tracking.check_reachable(mlflow_uri)
-    ray_storage = storage if "://" in storage else os.path.abspath(storage)
+    ray_storage = storage if store.is_remote(storage) else os.path.abspath(storage)
     sweep_dir = store.join(ray_storage, name)
     n = num_samples or exp.num_samples
     if smoke:
         n = min(n, SMOKE_MAX_SAMPLES)
     if exp.search == "grid" and not num_samples:
         n = 1  # every grid point once
+    if resume and not tune.Tuner.can_restore(sweep_dir):
+        raise RaysweepError(f"--resume: there is no sweep {name!r} under {ray_storage} to resume")
     connect(address)
     try:
         cpus = ray.cluster_resources().get("CPU", 1)
@@ -256,7 +265,7 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
         run_config = tune.RunConfig(name=name, storage_path=ray_storage,
                                     failure_config=tune.FailureConfig(max_failures=max_failures))
         path = store.join(ray_storage, name)
-        if resume and tune.Tuner.can_restore(path):
+        if resume:
             tuner = tune.Tuner.restore(path, trainable=fn, param_space=exp.space, resume_unfinished=True,
                                        resume_errored=False, restart_errored=False)
         else:
@@ -284,24 +293,11 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = Parser(prog="raysweep.tune", description=__doc__.split("\n\n")[0])
-    p.add_argument("experiment", help="experiments/NAME.py exposing `experiment = raysweep.Experiment(...)`")
-    p.add_argument("--address", default=None, help="Ray cluster address (auto = the cluster `ray up` started)")
-    p.add_argument("--storage", default="runs", help="local directory or s3://bucket/prefix for everything")
-    p.add_argument("--mlflow-uri", default=None, help="default: sqlite:///<storage>/<name>/mlflow.db")
-    p.add_argument("--num-samples", type=int, default=None)
-    p.add_argument("--max-concurrent", type=int, default=None)
-    p.add_argument("--name", default=None, help="sweep name (default: the experiment's name)")
-    p.add_argument("--smoke", action="store_true", help="tiny trials: check a sweep end to end in minutes")
-    p.add_argument("--resume", action="store_true", help="continue the sweep of the same --name/--storage")
-    p.add_argument("--max-failures", type=int, default=1,
-                   help="restarts of a trial whose worker died (it continues from its last saved state)")
-    p.add_argument("--report", action="store_true", help="write the Pareto/curves/HTML report at the end")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+    args = commands.tune_parser().parse_args(argv)
 
     def job() -> dict:
+        if not store.is_remote(args.storage) and os.path.exists(args.storage) and not os.path.isdir(args.storage):
+            raise RaysweepError(f"--storage {args.storage} is a file, not a directory")
         if args.num_samples is not None and args.num_samples <= 0:
             raise RaysweepError(f"--num-samples must be positive, got {args.num_samples}")
         if args.max_failures < 0:
@@ -316,9 +312,9 @@ def main(argv: list[str] | None = None) -> None:
 
             objs = [f"{k}:{v}" for k, v in exp.objectives.items()]
             x, y = (objs + objs)[:2] if len(objs) < 2 else (objs[1], objs[0])
-            sweep_dir = store.join(args.storage if "://" in args.storage else os.path.abspath(args.storage),
+            sweep_dir = store.join(args.storage if store.is_remote(args.storage) else os.path.abspath(args.storage),
                                    out["name"])
-            local_out = os.path.join(sweep_dir, "report") if "://" not in sweep_dir else os.path.join("runs", name,
+            local_out = os.path.join(sweep_dir, "report") if not store.is_remote(sweep_dir) else os.path.join("runs", name,
                                                                                                       "report")
             built = build(sweep_dir, x, y, objs[2:], local_out, out["mlflow_uri"], exp.constraints)
             out["report"], out["report_note"] = built["report"], built.get("note", "")

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from raysweep.config import Config, Judge
-from raysweep.data import load_dataset
+from raysweep.datasets import load_dataset
 from raysweep.judge import train_judge
+from raysweep.resolve import resolve
 
 torch.set_num_threads(2)
 
@@ -28,7 +29,7 @@ def digits():
 @pytest.fixture(scope="session")
 def judge(digits):
     """A real judge, trained briefly on the real digits train split."""
-    return train_judge(digits, Judge(epochs=15))
+    return train_judge(digits, Judge(epochs=15), "small")
 
 
 def tiny_config(**overrides) -> Config:
@@ -38,7 +39,7 @@ def tiny_config(**overrides) -> Config:
     cfg = Config()
     apply_overrides(cfg, {"model.preset": "tiny", "pretrain.steps": 40, "judge.epochs": 3, "eval.steps": 4,
                           "eval.n_forget": 20, "eval.n_per_class": 10, **overrides})
-    return cfg.validate()
+    return resolve(cfg).cfg
 
 
 def run_cli(*args, timeout=300, env=None, cwd=None):

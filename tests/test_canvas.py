@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from raysweep.config import Data, RaysweepError
-from raysweep.data import load_dataset
+from raysweep.datasets import load_dataset
+from raysweep.resolve import resolve
 
 STYLES = {"Seed_Images": (1, 1, 1), "Van_Gogh": (1, 0, 0), "Ukiyoe": (0, 0, 1)}  # RGB tint of the strokes
 OBJECTS = ("Cats", "Dogs")
@@ -110,7 +111,7 @@ def test_tiny_sd_on_canvas_unlearns_a_style_and_caches_latents(tmp_path):
     ResNet factor judges on pixels; the latents are encoded once per store."""
     from conftest import tiny_config
     from raysweep import store
-    from raysweep.base import prepare
+    from raysweep.bases import load_bases
     from raysweep.trial import run_trial
 
     root = make_tree(tmp_path / "canvas")
@@ -126,7 +127,7 @@ def test_tiny_sd_on_canvas_unlearns_a_style_and_caches_latents(tmp_path):
     assert len(latents) == 1
     z, meta = store.load_state(str(latents[0]))
     assert meta["kind"] == "latents" and z["train"].shape == (24, 4, 4, 4) and z["test"].shape == (6, 4, 4, 4)
-    again = prepare(cfg, str(tmp_path / "store"))  # reads them back: same tensors the trial trained on
+    again = load_bases(cfg, str(tmp_path / "store"))  # reads them back: same tensors the trial trained on
     assert torch.equal(again.ds.train_x, z["train"]) and again.cached
 
 
@@ -152,4 +153,4 @@ def test_canvas_sweep_experiment_builds_valid_trials(tmp_path, monkeypatch):
     for method in ("dimum", "salun"):
         for alt in exp.space["dimum.alternative"].categories:
             cfg = exp.trial_config({"unlearn.method": method, "unlearn.steps": 50, "dimum.alternative": alt})
-            assert cfg.target.spec == "style=Van_Gogh" and cfg.model.sd_path == str(tmp_path / "sd")
+            assert resolve(cfg).target.spec == "style=Van_Gogh" and cfg.model.sd_path == str(tmp_path / "sd")

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from raysweep.config import ConfigError, Data
-from raysweep.data import (alternative_stream, aux_stream, forget_stream, load_dataset, parse_alternative,
-                           retain_stream)
-from raysweep.target import Target, conditions
+from raysweep.data import alternative_stream, aux_stream, forget_stream, parse_alternative, retain_stream
+from raysweep.datasets import conditions, load_dataset
+from raysweep.target import Target
 
 
 def test_digits_split_and_range(digits):
@@ -16,27 +16,27 @@ def test_digits_split_and_range(digits):
 
 
 def test_streams_see_what_they_should(digits):
-    c = 3
+    c = Target(digits.conditions, object=3)
     x, y = next(forget_stream(digits, c, 32, 0))
-    assert (y == c).all()
+    assert (y == 3).all()
     for it in (retain_stream(digits, c, 64, 0), aux_stream(digits, c, "test", 64, 0),
                aux_stream(digits, c, "retain", 64, 0)):
         for _ in range(20):
-            assert (next(it)[1] != c).all()
+            assert (next(it)[1] != 3).all()
 
 
 def test_aux_test_stream_draws_from_the_test_split(digits):
-    x, _ = next(aux_stream(digits, 3, "test", 16, 0))
+    x, _ = next(aux_stream(digits, Target(digits.conditions, object=3), "test", 16, 0))
     test = digits.test_x.flatten(1)
     assert all((test == row).all(1).any() for row in x.flatten(1))
 
 
 def test_alternative_data_is_relabelled_but_not_forget_images(digits):
-    c = 3
-    forget = digits.of_class(c).flatten(1)
+    c = Target(digits.conditions, object=3)
+    forget = digits.of_class(3).flatten(1)
     for spec in ("retain", "class:5", "noise"):
         x, y = next(alternative_stream(digits, c, spec, 32, 0))
-        assert (y == c).all()
+        assert (y == 3).all()
         assert not any((forget == row).all(1).any() for row in x.flatten(1)), spec
     x, _ = next(alternative_stream(digits, c, "class:5", 32, 0))
     five = digits.of_class(5).flatten(1)

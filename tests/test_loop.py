@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from raysweep.loop import finetune
+from raysweep.loop import optimize
 
 
 def _regression():
@@ -20,7 +20,7 @@ def _regression():
 def test_loop_minimises_the_loss():
     it, loss = _regression()
     model = torch.nn.Linear(4, 1)
-    res = finetune(model, loss, {"d": it}, 300, lr=0.05)
+    res = optimize(model, loss, {"d": it}, 300, lr=0.05)
     assert res.status == "ok" and res.steps_run == 300 and res.losses[-1] < 1e-3 < res.losses[0]
 
 
@@ -32,17 +32,17 @@ def test_callback_can_stop_early_and_step_is_recorded():
         seen.append(step)
         return step >= 30
 
-    res = finetune(torch.nn.Linear(4, 1), loss, {"d": it}, 100, lr=0.01, every=10, callback=cb)
+    res = optimize(torch.nn.Linear(4, 1), loss, {"d": it}, 100, lr=0.01, every=10, callback=cb)
     assert seen == [10, 20, 30] and res.steps_run == 30 and res.stopped_early
 
 
 def test_divergence_is_a_result_not_a_crash():
     it, _ = _regression()
     ascent = lambda m, b, s: -(m(b["d"][0]) ** 2).mean()  # noqa: E731  unbounded below
-    res = finetune(torch.nn.Linear(4, 1), ascent, {"d": it}, 10_000, lr=1.0, grad_clip=0, max_abs_loss=1e6)
+    res = optimize(torch.nn.Linear(4, 1), ascent, {"d": it}, 10_000, lr=1.0, grad_clip=0, max_abs_loss=1e6)
     assert res.status == "diverged" and res.steps_run < 10_000
     nan = lambda m, b, s: m(b["d"][0]).mean() * float("nan")  # noqa: E731
-    res = finetune(torch.nn.Linear(4, 1), nan, {"d": it}, 5, lr=0.1)
+    res = optimize(torch.nn.Linear(4, 1), nan, {"d": it}, 5, lr=0.1)
     assert res.status == "diverged" and res.steps_run == 0 and math.isnan(res.losses[-1])
 
 
@@ -50,9 +50,9 @@ def test_ema_weights_lag_the_raw_weights():
     it, loss = _regression()
     raw, ema = torch.nn.Linear(4, 1), torch.nn.Linear(4, 1)
     ema.load_state_dict(raw.state_dict())
-    finetune(raw, loss, {"d": it}, 50, lr=0.05, seed=1)
+    optimize(raw, loss, {"d": it}, 50, lr=0.05, seed=1)
     it, loss = _regression()
-    finetune(ema, loss, {"d": it}, 50, lr=0.05, seed=1, ema=0.9)
+    optimize(ema, loss, {"d": it}, 50, lr=0.05, seed=1, ema=0.9)
     assert not torch.allclose(raw.weight, ema.weight)
 
 
@@ -67,7 +67,7 @@ def test_after_clip_hook_sees_the_clipped_gradients_and_can_mask_them():
 
     model = torch.nn.Linear(4, 1)
     before = model.weight.detach().clone()
-    finetune(model, loss, {"d": it}, 20, lr=0.05, grad_clip=0.01, after_clip=mask)
+    optimize(model, loss, {"d": it}, 20, lr=0.05, grad_clip=0.01, after_clip=mask)
     assert torch.equal(model.weight[:, :2], before[:, :2]) and not torch.equal(model.weight[:, 2:], before[:, 2:])
     assert len(norms) == 20 and max(norms) <= 0.01 + 1e-6  # unclipped, this loss's gradient norm is far above
 
@@ -93,11 +93,11 @@ def test_a_resumed_run_ends_exactly_where_the_uninterrupted_one_does():
 
     model, streams, loss = setup()
     states = []
-    full = finetune(model, loss, streams, 40, lr=0.01, ema=0.9, seed=3, save=states.append, save_every=15)
+    full = optimize(model, loss, streams, 40, lr=0.01, ema=0.9, seed=3, save=states.append, save_every=15)
     assert [s.step for s in states] == [15, 30]
 
     resumed_model, streams, loss = setup()
-    res = finetune(resumed_model, loss, streams, 40, lr=0.01, ema=0.9, seed=3, resume=states[0])
+    res = optimize(resumed_model, loss, streams, 40, lr=0.01, ema=0.9, seed=3, resume=states[0])
     assert res.steps_run == 40 and res.losses == full.losses
     for a, b in zip(model.state_dict().values(), resumed_model.state_dict().values()):
         assert torch.equal(a, b)

@@ -7,7 +7,9 @@ import torch
 from conftest import assert_one_line_error, run_cli, run_clis, tiny_config
 from raysweep import store
 from raysweep.config import RaysweepError
-from raysweep.data import load_dataset
+from raysweep.datasets import load_dataset
+from raysweep.resolve import resolve
+from raysweep.target import Target
 from raysweep.config import Schedule
 from raysweep.diffusion import DenoisingLoss, guided_eps, make_unet
 from raysweep.methods import REGISTRY
@@ -25,7 +27,7 @@ def ctx():
     ds = load_dataset(cfg.data)
     torch.manual_seed(0)
     model = make_unet(cfg.model, "digits", 1, 8, 10)
-    return Context(cfg, ds, cfg.target, copy.deepcopy(model).eval().requires_grad_(False)), model
+    return Context(cfg, ds, resolve(cfg).target, copy.deepcopy(model).eval().requires_grad_(False)), model
 
 
 def _labels_seen(model):
@@ -301,7 +303,7 @@ def test_dimra_guard_rejects_the_forgotten_class(ctx, monkeypatch):
     cfg.attack.steps = (0, 1)
     labels = torch.zeros(4, dtype=torch.int64)
     with pytest.raises(RaysweepError, match="forgotten class"):
-        attack.dimra(copy.deepcopy(model), cfg, context.ds, 3, None, {"labels": labels})
+        attack.dimra(copy.deepcopy(model), cfg, context.ds, context.target, None, {"labels": labels})
 
 
 def test_generated_aux_drops_the_forgotten_class(digits):
@@ -309,7 +311,7 @@ def test_generated_aux_drops_the_forgotten_class(digits):
 
     x = torch.zeros(40, 1, 8, 8)
     y = torch.arange(40) % 10
-    it = aux_stream(digits, 3, "generated", 8, 0, generated=(x, y))
+    it = aux_stream(digits, Target(digits.conditions, object=3), "generated", 8, 0, generated=(x, y))
     assert all((next(it)[1] != 3).all() for _ in range(10))
 
 

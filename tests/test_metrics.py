@@ -3,6 +3,7 @@ import torch
 from raysweep.config import Eval
 from raysweep.evaluate import Evaluator, fid
 from raysweep.judge import accuracy
+from raysweep.target import Target
 
 
 class RealImages:
@@ -31,17 +32,17 @@ def test_judge_is_accurate_on_real_test_images(digits, judge):
 
 def test_ar_is_one_for_real_images_of_the_class(digits, judge):
     ev = _evaluator(digits, judge)
-    assert ev.ar(RealImages(digits), 3) >= 0.95
+    assert ev.ar(RealImages(digits), Target(digits.conditions, object=3)) >= 0.95
 
 
 def test_ar_is_near_zero_for_images_of_another_class(digits, judge):
     ev = _evaluator(digits, judge)
-    assert ev.ar(RealImages(digits, {3: 5}), 3) <= 0.05
+    assert ev.ar(RealImages(digits, {3: 5}), Target(digits.conditions, object=3)) <= 0.05
 
 
 def test_evaluate_reports_retain_acc_and_settings(digits, judge):
     ev = _evaluator(digits, judge)
-    res = ev.evaluate(RealImages(digits, {3: 5}), target=3)
+    res = ev.evaluate(RealImages(digits, {3: 5}), target=Target(digits.conditions, object=3))
     assert res["ar_forget"] <= 0.05 and res["retain_acc"] >= 0.95
     assert len(res["ar_per_class"]) == 10
     for key in ("sampler", "sampling_steps", "guidance_scale", "n_samples_per_class", "judge_id",

@@ -17,8 +17,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 def report(smoke_sweep, mlflow_server, tmp_path_factory):
     storage, _ = smoke_sweep
     out = tmp_path_factory.mktemp("report")
+    # axes and a constraint every trial meets given explicitly (the smoke sweep's own constraints are feasibility)
     res = run_cli("raysweep.report", str(storage / "smoke"), "--mlflow-uri", mlflow_server, "--out", str(out),
-                  "--json")
+                  "--x", "fid_judge", "--y", "ar_dimra_final", "--constraint", "ar_mu<=1", "--json")
     assert res.returncode == 0, res.stderr[-3000:]
     return out, json.loads(res.stdout.strip().splitlines()[-1]), storage / "smoke"
 
@@ -65,6 +66,17 @@ def test_report_renders_in_chromium(report):
     assert rows == 1 + len(summary["frontier"])
 
 
+def test_a_sweep_feasible_nowhere_is_reported_in_one_line(smoke_sweep, tmp_path):
+    storage, _ = smoke_sweep
+    res = run_cli("raysweep.report", str(storage / "smoke"), "--constraint", "retain_acc>=1.5", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr[-2000:]
+    note = [ln for ln in res.stdout.splitlines() if "no trial meets the constraints" in ln]
+    assert note == ["no trial meets the constraints retain_acc >= 1.5 (3 finished): no Pareto front"]
+    assert (tmp_path / "pareto.png").exists() and "no trial meets the constraints" in (tmp_path / "report.html").read_text()
+    with (tmp_path / "pareto.csv").open() as f:
+        assert len(f.read().strip().splitlines()) == 1  # the header only
+
+
 def test_report_bad_inputs(tmp_path):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
@@ -72,7 +84,9 @@ def test_report_bad_inputs(tmp_path):
                              "fid_judge": [float("nan")] * 2, "ar_dimra_final": [float("nan")] * 2}),
                    sweep / "results.parquet")
     res = run_clis({"missing": ("raysweep.report", str(tmp_path / "nope")), "failed": ("raysweep.report", str(sweep)),
-                    "metric": ("raysweep.report", str(sweep), "--y", "happiness")})
+                    "metric": ("raysweep.report", str(sweep), "--y", "happiness"),
+                    "constraint": ("raysweep.report", str(sweep), "--constraint", "retain_acc~0.9")})
     assert_one_line_error(res["missing"], "not found")
     assert_one_line_error(res["failed"], "no finished trials")
     assert_one_line_error(res["metric"], "happiness")
+    assert_one_line_error(res["constraint"], "constraint 'retain_acc~0.9' is malformed")

@@ -6,13 +6,15 @@ import torch
 
 from conftest import run_cli, tiny_config
 from raysweep.config import Config, ConfigError, Data, Judge, Model, apply_overrides
-from raysweep.data import STYLES, aux_stream, forget_stream, load_dataset
+from raysweep.data import STYLES, aux_stream, forget_stream
+from raysweep.datasets import conditions, load_dataset
 from raysweep.diffusion import FactorEmbedding, make_unet, null_class
 from raysweep.evaluate import Evaluator
 from raysweep.judge import factor_accuracy, train_judge
 from raysweep.methods import REGISTRY
 from raysweep.methods.base import Context
-from raysweep.target import conditions, parse_target
+from raysweep.resolve import resolve
+from raysweep.target import parse_target
 from raysweep.trial import run_trial
 
 S = ("plain", "inverted", "rotated", "faint")
@@ -25,7 +27,7 @@ def styled():
 
 @pytest.fixture(scope="module")
 def style_judge(styled):
-    judge, _ = train_judge(styled, Judge(epochs=8))
+    judge, _ = train_judge(styled, Judge(epochs=8), "small")
     return judge
 
 
@@ -67,16 +69,16 @@ def test_targets_select_swap_and_relabel():
 ])
 def test_bad_targets(spec, needle):
     with pytest.raises(ConfigError, match=needle):
-        apply_overrides(Config(), {"data.dataset": "digits-styles", "data.target": spec}).validate()
+        resolve(apply_overrides(Config(), {"data.dataset": "digits-styles", "data.target": spec}))
 
 
 def test_target_matching_every_condition_is_refused():
     cfg = apply_overrides(Config(), {"data.dataset": "digits-styles", "data.styles": "plain",
                                      "data.target": "style=plain"})
     with pytest.raises(ConfigError, match="matches every condition"):
-        cfg.validate()
+        resolve(cfg)
     with pytest.raises(ConfigError, match="no styles"):
-        apply_overrides(Config(), {"data.target": "style=plain"}).validate()
+        resolve(apply_overrides(Config(), {"data.target": "style=plain"}))
 
 
 def test_bad_target_on_the_command_line_is_one_line(tmp_path):
@@ -86,7 +88,7 @@ def test_bad_target_on_the_command_line_is_one_line(tmp_path):
 
 
 def test_factor_embedding_sums_two_embeddings_and_drops_each_factor():
-    model = make_unet(Model(preset="tiny"), "digits-styles", 1, 8, 10, styles=4)
+    model = make_unet(Model(preset="tiny"), "digits", 1, 8, 10, styles=4)
     emb = model.class_embedding
     assert isinstance(emb, FactorEmbedding) and null_class(model) == 54 == emb.size - 1
     y = torch.arange(55)
@@ -147,8 +149,8 @@ def style_ctx(styled):
                          "unlearn.batch_size": 32, "sa.replay_per_class": 2, "sa.fisher_per_class": 1,
                          "dimum.generated_per_class": 2, "unlearn.label_dropout": 0.0})
     torch.manual_seed(0)
-    model = make_unet(cfg.model, "digits-styles", 1, 8, 10, styles=4)
-    return Context(cfg, styled, cfg.target, copy.deepcopy(model).eval().requires_grad_(False)), model
+    model = make_unet(cfg.model, "digits", 1, 8, 10, styles=4)
+    return Context(cfg, styled, resolve(cfg).target, copy.deepcopy(model).eval().requires_grad_(False)), model
 
 
 def test_dimum_memorizes_other_styles_under_the_target_style(style_ctx):

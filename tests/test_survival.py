@@ -25,10 +25,10 @@ EXP = str(ROOT / "tests" / "data" / "survival_sweep.py")
 @pytest.fixture(scope="module")
 def base_store(tmp_path_factory):
     """The tiny base model and judge of these sweeps, trained once and copied into each test's storage."""
-    from raysweep.base import prepare
+    from raysweep.bases import load_bases
 
     root = tmp_path_factory.mktemp("survival-base") / "store"
-    prepare(load(EXP).trial_config({"unlearn.seed": 0}), str(root))
+    load_bases(load(EXP).trial_config({"unlearn.seed": 0}), str(root))
     return root
 
 

@@ -19,6 +19,9 @@ DATA = Path(__file__).resolve().parent / "data"
 def test_smoke_sweep_three_stores_agree(smoke_sweep, mlflow_server):
     storage, summary = smoke_sweep
     assert summary["trials"] == 3 and summary["error"] == 0
+    # the main job's feasibility constraints went to Optuna and to the table
+    assert "meet_constraints" in summary and json.loads((storage / "smoke" / "sweep.json").read_text())[
+        "constraints"] == {"ar_mu": ["<=", 0.1], "retain_drop": ["<=", 0.05], "fid_excess": ["<=", 0.0]}
 
     rows = pq.read_table(storage / "smoke" / "results.parquet").to_pylist()
     assert len(rows) == 3 and {r["status"] for r in rows} <= {"ok", "diverged"}
@@ -45,6 +48,12 @@ def test_smoke_sweep_three_stores_agree(smoke_sweep, mlflow_server):
     study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{storage / 'smoke' / 'optuna.db'}")
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 3
+    for t in done:  # Optuna holds each trial's constraint values (<= 0: holds), as the table's columns say
+        row = next(r for r in rows if (round(r["ar_dimra_max"], 5), round(r["fid_judge"], 5))
+                   == (round(t.values[0], 5), round(t.values[1], 5)))
+        assert t.system_attrs["constraints"] == pytest.approx([row["ar_mu"] - 0.1, row["retain_drop"] - 0.05,
+                                                                row["fid_excess"]])
+        assert row["constraints_met"] == all(v <= 0 for v in t.system_attrs["constraints"])
     pairs = lambda it: sorted((round(a, 5), round(b, 5)) for a, b in it)  # noqa: E731
     assert pairs(t.values for t in done) == pairs((r["ar_dimra_max"], r["fid_judge"]) for r in rows)
 
@@ -71,6 +80,8 @@ BAD_SWEEPS = {  # what the one error line must name -> the arguments (none of th
     "defines no `experiment": [str(DATA / "no_experiment.py")],
     "unknown config key 'unlearn.stepz'": [str(DATA / "unknown_key_sweep.py")],
     "objective 'happiness'": [str(DATA / "unknown_objective_sweep.py")],
+    "constraint on 'happiness' is not a metric": [str(DATA / "unknown_constraint_sweep.py")],
+    "constraint on 'retain_acc' is malformed": [str(DATA / "malformed_constraint_sweep.py")],
     "unreachable": [str(ROOT / "experiments" / "steps_sweep.py"), "--address", "127.0.0.1:1"],
     "MLflow": [str(ROOT / "experiments" / "steps_sweep.py"), "--mlflow-uri", "http://127.0.0.1:1"],
 }

@@ -1,6 +1,6 @@
 """The method contract (NVlabs/edm's loss-class shape) and the context a method runs in.
 
-A method is a loss class run by the one finetune loop (``raysweep.loop.finetune``). Its hooks, all declared here
+A method is a loss class run by the one finetune loop (``raysweep.loop.optimize``). Its hooks, all declared here
 with their defaults:
 
 - ``prepare(model) -> streams``: one-time work on the original weights (a mask, a Fisher, samples of the original

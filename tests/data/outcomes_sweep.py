@@ -5,7 +5,7 @@ import raysweep
 
 experiment = raysweep.Experiment(
     name="outcomes",
-    base={"unlearn.method": "finetune"},
+    fixed={"unlearn.method": "finetune"},
     space={"data.dataset": tune.grid_search(["digits", "cifar10"]),
            "unlearn.max_abs_loss": tune.grid_search([1e4, 1e-6])},
     objectives={"ar_dimra_max": "min", "retain_acc": "max"},

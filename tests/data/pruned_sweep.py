@@ -5,7 +5,7 @@ import raysweep
 
 experiment = raysweep.Experiment(
     name="pruned",
-    base={"unlearn.method": "finetune"},
+    fixed={"unlearn.method": "finetune"},
     space={"unlearn.steps": tune.grid_search([5, 20])},
     objectives={"ar_dimra_max": "min", "fid_judge": "min"},
     search="grid",

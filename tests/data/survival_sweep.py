@@ -6,7 +6,7 @@ from raysweep.experiment import SMOKE
 
 experiment = raysweep.Experiment(
     name="survival",
-    base={**SMOKE, "unlearn.method": "salun", "unlearn.steps": 120,
+    fixed={**SMOKE, "unlearn.method": "salun", "unlearn.steps": 120,
           "unlearn.checkpoint_every": 20, "unlearn.batch_size": 16, "attack.batch_size": 16,
           "attack.steps": (0, 20, 40)},
     space={"unlearn.seed": tune.randint(0, 1000)},

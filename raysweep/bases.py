@@ -13,13 +13,14 @@ import torch.nn as nn
 
 from . import store
 from .config import Config, content_hash
-from .data import Dataset, load_dataset, retain_stream, stream
+from .data import Dataset, retain_stream, stream
+from .datasets import conditions, load_dataset, spec
 from .diffusion import DenoisingLoss, make_unet
 from .evaluate import Evaluator
 from .judge import factor_accuracy, make_judge, train_judge
-from .loop import finetune
+from .loop import optimize
 from .seeds import derive
-from .target import Target, conditions
+from .target import Target
 
 
 def _data_key(cfg: Config) -> dict:
@@ -54,7 +55,7 @@ def new_unet(cfg: Config, ds: Dataset) -> nn.Module:
         from .sd import new_model
 
         return new_model(cfg.model, c)
-    return make_unet(cfg.model, ds.name, ds.channels, ds.resolution, len(c.objects), len(c.styles))
+    return make_unet(cfg.model, spec(ds.name).preset, ds.channels, ds.resolution, len(c.objects), len(c.styles))
 
 
 def codec_of(cfg: Config, pixels: Dataset):
@@ -90,7 +91,7 @@ def pretrain_model(cfg: Config, ds: Dataset, exclude: Target | None = None, prog
     data = (retain_stream(ds, exclude, p.batch_size, seed) if exclude is not None
             else stream(ds.train_x, ds.train_y, p.batch_size, seed))
     loss = DenoisingLoss(cfg.schedule, p.label_dropout)
-    result = finetune(model, lambda m, b, s: loss(m, *b["data"]), {"data": data}, p.steps, lr=p.lr,
+    result = optimize(model, lambda m, b, s: loss(m, *b["data"]), {"data": data}, p.steps, lr=p.lr,
                       grad_clip=p.grad_clip, ema=p.ema, seed=seed, progress=progress, desc="pretrain")
     return model, result
 
@@ -98,12 +99,13 @@ def pretrain_model(cfg: Config, ds: Dataset, exclude: Target | None = None, prog
 def get_judge(cfg: Config, ds: Dataset, root: str, device: str = "cpu"):
     """(judge, {test_acc[, object_acc, style_acc]} on the real test split, judge id)."""
     def build():
-        judge, acc = train_judge(ds, cfg.judge, device)
+        judge, acc = train_judge(ds, cfg.judge, spec(ds.name).judge, device)
         return judge, {"test_acc": acc, **(factor_accuracy(judge, ds) if ds.conditions.factored else {})}
 
     c = ds.conditions
     judge, extra, _ = store.cached_module(root, "judge", judge_key(cfg), build,
-                                          lambda: make_judge(ds.name, ds.channels, len(c.objects), len(c.styles)))
+                                          lambda: make_judge(spec(ds.name).judge, ds.channels, len(c.objects),
+                                                             len(c.styles)))
     return judge.to(device).eval(), extra, f"judge-{content_hash(judge_key(cfg))}"
 
 
@@ -148,7 +150,8 @@ class Bases:
     cached: bool
 
 
-def prepare(cfg: Config, root: str, progress: bool = False, device: str = "cpu") -> Bases:
+def load_bases(cfg: Config, root: str, progress: bool = False, device: str = "cpu") -> Bases:
+    """The base model and judge of ``cfg``, trained once and then read from the store ``root``."""
     pixels = load_dataset(cfg.data)
     ds, codec = training_space(cfg, pixels, root)
     judge, info, judge_id = get_judge(cfg, pixels, root, device)
