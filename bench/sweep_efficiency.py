@@ -27,7 +27,7 @@ from raysweep.tune import sweep  # noqa: E402
 
 OBJECTIVES = {"ar_dimra_max": "min", "fid_judge": "min"}
 # Reports per trial: 1 after unlearning, then one per attack checkpoint (0, 100, 200, 400), then the final one.
-ASHA = {"metric": "ar_dimra", "mode": "min", "grace_period": 3, "reduction_factor": 2, "max_t": 6}
+ASHA = {"metric": "ar_attacked", "mode": "min", "grace_period": 3, "reduction_factor": 2, "max_t": 6}
 
 
 def experiment(name: str, prune: dict | None) -> Experiment:

@@ -75,7 +75,7 @@ def dimra(model: nn.Module, cfg: Config, ds: Dataset, target: Target, evaluator:
         if "retain_acc" in util:
             result.retain_acc[step], result.fid[step] = util["retain_acc"], util["fid"]
         if on_checkpoint is not None:
-            on_checkpoint(step, m, {"ar_dimra": result.ar[step], "ar_cl": result.ar_cl[step],
+            on_checkpoint(step, m, {"ar_attacked": result.ar[step], "ar_cl_attacked": result.ar_cl[step],
                                     **({"retain_acc_attacked": util["retain_acc"],
                                         "fid_attacked": util["fid"]} if util else {})})
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config, ConfigError, RaysweepError, apply_overrides, get_path
+from .metrics import METRICS
 from .metrics import check as check_metric
 
 SEARCHES = ("optuna", "grid", "random")
@@ -37,7 +38,7 @@ class Experiment:
     gpus_per_worker: float = 0.0
     cpus_per_trial: int = 2
     seed: int = 0
-    # Early stopping with ASHA on a metric trials report while they run (e.g. {"metric": "ar_dimra", "mode": "min",
+    # Early stopping with ASHA on a metric trials report while they run (e.g. {"metric": "ar_attacked", "mode": "min",
     # "grace_period": 2, "reduction_factor": 2}; time is the report count). Pruned trials are recorded as "pruned".
     prune: dict[str, Any] | None = None
     # Feasibility constraints on reported metrics, e.g. {"retain_acc": (">=", 0.95)}: Optuna's constrained NSGA-II
@@ -68,6 +69,9 @@ class Experiment:
             if unknown or self.prune.get("mode") not in ("min", "max") or "metric" not in self.prune:
                 raise ConfigError(f"experiment {self.name}: prune needs metric and mode (min|max), optionally "
                                   f"grace_period, reduction_factor, max_t; got {self.prune}")
+            if self.prune["metric"] not in METRICS or METRICS[self.prune["metric"]].kind == "curve":
+                raise ConfigError(f"experiment {self.name}: prune metric {self.prune['metric']!r} is not reported while "
+                                  f"trials run; choose from {sorted(k for k in METRICS if METRICS[k].kind != 'curve')}")
         if self.search == "optuna" and any(_is_grid(v) for v in self.space.values()):
             raise ConfigError(f"experiment {self.name}: tune.grid_search needs search='grid'")
         if self.search == "optuna":

@@ -3,8 +3,9 @@
 The trial, the results table, Pareto fronts, Tune objectives and constraints, MLflow and the report all read it;
 a test fails when a trial reports a number that is not listed here.
 
-kind ``scalar``: one number per trial; ``curve``: a mapping attack step -> number (a float at each checkpoint
-while the trial runs, ``{step: value}`` in the final result, ``name/step`` columns in results.parquet).
+kind ``scalar``: one number per trial; ``curve``: a mapping attack step -> number (``{step: value}`` in the final
+result, ``name/step`` columns in results.parquet); ``progress``: reported at each attack checkpoint while the trial
+runs (what a scheduler such as ASHA can stop trials on), not part of the final result.
 """
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ METRICS: dict[str, Metric] = {
     "fid_curve": M("min", "curve", "FID (the trial's extractor) at each attack checkpoint"),
     "retain_acc_final": M("max", "scalar", "retain_acc at the last attack checkpoint"),
     "ar_dimra_base": M("min", "curve", "control: the same attack on the base model"),
+    "ar_attacked": M("min", "progress", "AR(c_u) at the attack checkpoint just reached"),
+    "ar_cl_attacked": M("max", "progress", "ar_cl at the attack checkpoint just reached"),
+    "retain_acc_attacked": M("max", "progress", "retain_acc at the attack checkpoint just reached"),
+    "fid_attacked": M("min", "progress", "FID at the attack checkpoint just reached"),
     "ar_dimra_base_max": M("min", "scalar", "control: max over k >= 1 of ar_dimra_base"),
     # utility, and the feasibility rule of DESIGN.md (forgot, kept retain accuracy and FID)
     "retain_acc": M("max", "scalar", "mean AR over the retained conditions after unlearning"),
@@ -73,6 +78,7 @@ METRICS: dict[str, Metric] = {
 }
 
 SCALARS = [k for k, m in METRICS.items() if m.kind == "scalar"]
+PROGRESS = [k for k, m in METRICS.items() if m.kind == "progress"]
 CURVES = [k for k, m in METRICS.items() if m.kind == "curve"]
 DIRECTIONS = {k: m.direction for k, m in METRICS.items()}
 

@@ -41,7 +41,7 @@ def result_rows(grid, exp: Experiment, smoke: bool) -> list[dict]:
         row["time_total_s"] = m.get("time_total_s", math.nan)
         if row["status"] == "pruned":  # what it had shown when stopped: a lower bound of its attack success
             row["attack_step"] = m.get("attack_step", -1)
-            row["ar_dimra_max"] = _max_seen(r, "ar_dimra")
+            row["ar_dimra_max"] = _max_seen(r, "ar_attacked")
         for k, v in m.items():
             if k.split("/")[0] in CURVES and "/" in k and r.error is None:
                 row[k] = v

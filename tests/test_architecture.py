@@ -114,7 +114,7 @@ def test_a_method_added_as_one_file_and_a_registry_line_runs_through_a_trial(tmp
 
 def test_the_metric_table_says_how_each_metric_is_read():
     for name, m in METRICS.items():
-        assert m.direction in ("min", "max") and m.kind in ("scalar", "curve") and m.meaning, name
+        assert m.direction in ("min", "max") and m.kind in ("scalar", "curve", "progress") and m.meaning, name
     with pytest.raises(Exception, match="not a metric"):
         from raysweep.metrics import check
         check("happiness")
