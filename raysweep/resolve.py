@@ -24,8 +24,8 @@ def resolve(cfg: Config) -> Run:
     conds = conditions(cfg.data)  # also: an unknown dataset, unknown styles, an unreadable UnlearnCanvas tree
     d = cfg.data
     if not d.target and d.forget_class >= len(conds.objects):
-        raise ConfigError(f"data.forget_class={d.forget_class} is out of range for {d.dataset} "
-                          f"(0..{len(conds.objects) - 1}); or name the target with data.target")
+        raise ConfigError(f"data.forget_class={d.forget_class} is out of range: {d.dataset} has {len(conds.objects)} "
+                          f"objects (0..{len(conds.objects) - 1}); or name the target with data.target")
     target = parse_target(d.target or f"object={conds.objects[d.forget_class]}", conds)
     if cfg.unlearn.method not in REGISTRY:
         raise ConfigError(f"unknown method {cfg.unlearn.method!r}; choose one of {sorted(REGISTRY)}")

@@ -58,7 +58,7 @@ def test_split_per_cell_whatever_styles_are_chosen(tmp_path):
     root = make_tree(tmp_path)
     full = load_dataset(canvas(root))
     one = load_dataset(canvas(root, styles="Van_Gogh"))
-    assert one.conditions.styles == ("Van_Gogh",) and one.num_classes == 2
+    assert one.conditions.styles == ("Van_Gogh",) and one.conditions.n == 2
     van = full.conditions.style_of(full.test_y) == 2
     assert torch.equal(one.test_x, full.test_x[van])  # the same images held out
     other = load_dataset(canvas(root, split_seed=1))

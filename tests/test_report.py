@@ -81,7 +81,7 @@ def test_report_bad_inputs(tmp_path):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     pq.write_table(pa.table({"trial_id": ["a", "b"], "status": ["error", "error"], "error": ["x", "y"],
-                             "fid_judge": [float("nan")] * 2, "ar_dimra_final": [float("nan")] * 2}),
+                             "fid_judge": [float("nan")] * 2, "ar_dimra_max": [float("nan")] * 2}),
                    sweep / "results.parquet")
     res = run_clis({"missing": ("raysweep.report", str(tmp_path / "nope")), "failed": ("raysweep.report", str(sweep)),
                     "metric": ("raysweep.report", str(sweep), "--y", "happiness"),

@@ -33,7 +33,7 @@ def style_judge(styled):
 
 def test_every_digit_in_every_style_on_the_digits_split(styled, digits):
     c = styled.conditions
-    assert c.styles == S and styled.num_classes == 40
+    assert c.styles == S and c.n == 40
     assert len(styled.train_x) == 4 * len(digits.train_x) and len(styled.test_x) == 4 * len(digits.test_x)
     for s, name in enumerate(S):  # style s of image i is STYLES[name] of the plain digits image i, same split
         test = styled.test_x[c.style_of(styled.test_y) == s]
