@@ -212,7 +212,7 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
           "100 (base seed 0), attacked at lr 1e-4 to 1,000 steps; best = lowest `ar_dimra_max` among feasible trials. "
           "A method with no feasible trial is **infeasible**; its closest trial (fewest violated rules, then the "
           "smallest FID excess) is shown, and confirmed below for reference (never for a robustness claim) when it "
-          "failed only the FID rule.",
+          "failed only the FID rule.", "", "![every tuning trial, robustness vs utility](fair_tuning.png)",
           "", "| method | trials | feasible | chosen setting | ar_mu | ar_dimra_max | retain_acc | fid_judge (limit) |",
           "|---|---|---|---|---|---|---|---|"]
     for m in METHODS:
@@ -355,6 +355,36 @@ def verdicts(confirm: list[dict], budgets: list[dict], best: dict) -> list[str]:
     return L
 
 
+def tuning_figure(tuned: dict[str, list[dict]], path: Path) -> None:
+    """Every tuning trial, robustness against utility: filled where feasible, hollow where not; the feasibility
+    limit on FID (base seed 0) as a line. FID on a log axis: destroyed models sit two orders of magnitude out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    limits = []
+    for i, m in enumerate(METHODS):
+        rs = [r for r in tuned.get(m, []) if r.get("status") == "ok"]
+        for feasible in (True, False):
+            pts = [r for r in rs if bool(r.get("constraints_met")) == feasible]
+            if pts:
+                ax.scatter([r["fid_judge"] for r in pts], [r["ar_dimra_max"] for r in pts], s=36, color=f"C{i}",
+                           facecolors=f"C{i}" if feasible else "none",
+                           label=f"{m}: {len(pts)} {'feasible' if feasible else 'infeasible'}")
+        limits += [r["base_fid"] + r["fid_delta"] for r in rs]
+    if limits:
+        ax.axvline(statistics.mean(limits), color="gray", ls=":", label="base FID + δ")
+    ax.set_xscale("log")
+    ax.set(xlabel="fid_judge after unlearning (log; lower is better)", ylabel="ar_dimra_max, lr 1e-4 to 1,000 steps",
+           title="Tuning trials (base seed 0, tuning seed 100)", ylim=(-0.03, 1.03))
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def figure(confirm: list[dict], path: Path) -> None:
     """Robustness against utility at each method's chosen setting: mean over replicates with 95 % bootstrap
     intervals on both axes, one panel per attack lr; the base's FID + delta drawn as the feasibility line."""
@@ -419,6 +449,8 @@ def main() -> None:
         marker = "<!-- feature-unlearning -->"  # experiments/reproduce_styles.py's section, kept
         kept = old[old.index(marker):] if marker in old else ""
         (docs / "results.md").write_text(write_report(args, tuned, best, rows) + ("\n" + kept if kept else ""))
+        if tuned:
+            tuning_figure(tuned, docs / "fair_tuning.png")
         confirm = [r for r in rows if r["phase"] == "confirm" and r.get("status") in ("ok", "diverged")]
         if confirm:
             figure(confirm, docs / "fair_comparison.png")

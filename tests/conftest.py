@@ -54,7 +54,7 @@ def run_clis(commands: dict, timeout=300, env=None) -> dict:
     procs = {k: start_cli(*args, env=env) for k, args in commands.items()}
     done = {}
     for k, p in procs.items():
-        out, err = p.communicate(timeout=timeout)
+        out, err = finish(p, timeout)
         done[k] = subprocess.CompletedProcess(p.args, p.returncode, out, err)
     return done
 
@@ -66,9 +66,29 @@ def assert_one_line_error(res: subprocess.CompletedProcess, *needles: str) -> No
 
 
 def start_cli(*args, env=None, cwd=None) -> subprocess.Popen:
-    """``python -m ...`` in the background, in its own process group (so a test can kill all of it)."""
-    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+    """``python -m ...`` in the background, in its own process group (so a test can kill all of it). Its output
+    goes to files, not pipes: a sweep prints Tune's status tables for minutes, and a full pipe nobody reads
+    would stall the driver."""
+    out, err = (tempfile.TemporaryFile("w+") for _ in range(2))
+    proc = subprocess.Popen([sys.executable, "-m", *args], stdout=out, stderr=err, text=True,
+                            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+    proc.logs = (out, err)
+    return proc
+
+
+def output(proc: subprocess.Popen) -> tuple[str, str]:
+    """What a ``start_cli`` process printed so far (stdout, stderr)."""
+    texts = []
+    for f in proc.logs:
+        f.seek(0)
+        texts.append(f.read())
+    return texts[0], texts[1]
+
+
+def finish(proc: subprocess.Popen, timeout=600) -> tuple[str, str]:
+    """Wait for a ``start_cli`` process; (stdout, stderr)."""
+    proc.wait(timeout=timeout)
+    return output(proc)
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import _free_port, kill_ray_under, run_cli, start_cli, start_mlflow, start_server, stop
+from conftest import _free_port, finish, kill_ray_under, output, run_cli, start_cli, start_mlflow, start_server, stop
 from raysweep import store
 from raysweep.experiment import load
 from raysweep.trial import run_trial
@@ -42,7 +42,7 @@ def wait_for(predicate, proc, timeout=300):
     deadline = time.time() + timeout
     while not predicate():
         if proc.poll() is not None:
-            raise AssertionError(f"exited early ({proc.returncode}): {proc.stderr.read()[-3000:]}")
+            raise AssertionError(f"exited early ({proc.returncode}): {output(proc)[1][-3000:]}")
         if time.time() > deadline:
             raise AssertionError("timed out")
         time.sleep(0.1)
@@ -113,7 +113,7 @@ def test_killed_worker_restarts_from_its_last_checkpoint(tmp_path, ray_env, base
     wait_for(lambda: any((d / "unlearn-state.parquet").exists() for d in trial_dirs(sweep)), proc)
     (trial,) = trial_dirs(sweep)
     os.kill(attempts(trial)[0]["pid"], signal.SIGKILL)  # the process running the trial, mid-unlearning
-    out, err = proc.communicate(timeout=600)
+    out, err = finish(proc)
     assert proc.returncode == 0, err[-3000:]
     (row,) = rows_of(sweep)
     assert row["status"] == "ok" and row["attempts"] == 2
@@ -143,7 +143,7 @@ def test_mlflow_outage_loses_nothing(tmp_path, ray_env, base_store):
                          "--mlflow-uri", uri, "--json", env=env)
         wait_for(lambda: any((d / "config.json").exists() for d in trial_dirs(sweep)), proc)
         stop(server)  # the tracking server goes away mid-sweep
-        out, err = proc.communicate(timeout=600)
+        out, err = finish(proc)
         assert proc.returncode == 0, err[-3000:]
         summary = json.loads(out.strip().splitlines()[-1])
         rows = rows_of(sweep)
