@@ -67,13 +67,16 @@ def tune_all(args) -> dict[str, list[dict]]:
     for method in METHODS:
         name = f"fair-tune-{method}"
         table = Path(args.out) / name / "results.parquet"
-        if not table.exists() and "tune" in args.phases:
+        stopped = table.exists() and any(r["status"] == "interrupted" for r in pq.read_table(table).to_pylist())
+        if (stopped or not table.exists()) and "tune" in args.phases:
             exp = tuning(method, args.tune_trials)
             exp.fixed.update({"pretrain.seed": 0, "judge.seed": 0})
             start = time.perf_counter()
             resume = Tuner.can_restore(str(Path(args.out).resolve() / name))  # an interrupted tuning sweep
-            sweep(exp, storage=args.out, name=name, mlflow_uri=None, num_samples=args.tune_trials,
-                  max_concurrent=args.workers, smoke=args.smoke, resume=resume, address=None, device="cpu")
+            done = sweep(exp, storage=args.out, name=name, mlflow_uri=None, num_samples=args.tune_trials,
+                         max_concurrent=args.workers, smoke=args.smoke, resume=resume, address=None, device="cpu")
+            if done.get("interrupted"):  # the study stops with the sweep; a rerun resumes it
+                raise KeyboardInterrupt
             print(f"study: tuned {method} in {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
         if table.exists():
             out[method] = pq.read_table(table).to_pylist()
@@ -287,6 +290,44 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
     return "\n".join(L) + "\n"
 
 
+README_MARK = ("<!-- results: written by experiments/fair_comparison.py -->", "<!-- /results -->")
+
+
+def readme_summary(tuned: dict[str, list[dict]], best: dict[str, Choice | None], rows: list[dict]) -> str:
+    """The README's results paragraph: what tuning found per method and the verdicts so far, from the same rows."""
+    ok = [r for r in rows if r.get("status") in ("ok", "diverged")]
+    confirm = [r for r in ok if r["phase"] == "confirm"]
+    budgets = [r for r in ok if r["phase"] == "budgets"]
+    L = ["Tuning (12 constrained Optuna trials per method, base seed 0, DiMRA at lr 1e-4 to 1,000 steps; "
+         "[docs/results.md](docs/results.md) §1):", ""]
+    for m in METHODS:
+        rs, b = tuned.get(m, []), best.get(m)
+        if not rs or b is None:
+            L.append(f"- **{m}**: not tuned yet")
+            continue
+        n_ok = sum(bool(r.get("constraints_met")) for r in rs)
+        r = b.row
+        what = (f"best feasible setting: ar_mu {r['ar_mu']:.3f}, ar_dimra_max {r['ar_dimra_max']:.3f}, retain_acc "
+                f"{r['retain_acc']:.3f}, FID {r['fid_judge']:.2f} (limit {r['base_fid'] + r['fid_delta']:.2f})"
+                if b.feasible else f"**infeasible** (closest trial: {b.violated()})")
+        L.append(f"- **{m}**: {n_ok}/{len(rs)} trials feasible; {what}")
+    L += ["", "One tuning trial per setting is a single seed: these rows choose settings, they decide nothing. The "
+          "verdicts come from the confirmation on fresh seeds (§2, §4):", ""]
+    L += verdicts(confirm, budgets, best) if confirm else ["- no confirmation rows yet: no verdict on the paper's "
+                                                            "claims is made here."]
+    return "\n".join(L) + "\n"
+
+
+def write_readme(path: Path, text: str) -> None:
+    if not path.exists():
+        return
+    readme = path.read_text()
+    start, end = README_MARK
+    if start in readme and end in readme:
+        head, rest = readme.split(start, 1)
+        path.write_text(head + start + "\n" + text + end + rest.split(end, 1)[1])
+
+
 def verdicts(confirm: list[dict], budgets: list[dict], best: dict) -> list[str]:
     base_ar = [r["ar_base"] for r in confirm + budgets if isinstance(r.get("ar_base"), float)]
     if not base_ar:
@@ -424,6 +465,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--docs", default=str(ROOT / "docs"), help="where results.md and fair_comparison.csv go")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument("--readme", default=str(ROOT / "README.md"), help="whose results paragraph is rewritten")
     p.add_argument("--smoke", action="store_true",
                    help="tiny models and steps: checks the study end to end in minutes (its numbers mean nothing)")
     args = p.parse_args()
@@ -451,6 +493,7 @@ def main() -> None:
         (docs / "results.md").write_text(write_report(args, tuned, best, rows) + ("\n" + kept if kept else ""))
         if tuned:
             tuning_figure(tuned, docs / "fair_tuning.png")
+        write_readme(Path(args.readme), readme_summary(tuned, best, rows))
         confirm = [r for r in rows if r["phase"] == "confirm" and r.get("status") in ("ok", "diverged")]
         if confirm:
             figure(confirm, docs / "fair_comparison.png")
@@ -469,4 +512,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("study: interrupted; finished trials are kept, the same command resumes it", file=sys.stderr)
+        raise SystemExit(130) from None

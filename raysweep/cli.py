@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 from typing import Callable
 
@@ -50,18 +51,31 @@ def device_from(name: str) -> str:
     return name
 
 
-def run(main: Callable[[], dict | None], as_json: bool) -> None:
-    """Run a command; a user error is one line on stderr and exit 2."""
+class Terminated(Exception):
+    """SIGTERM, turned into an exception so a command ends like it does on Ctrl-C."""
+
+
+def _on_term(signum, frame):
+    raise Terminated()
+
+
+def run(main: Callable[[], dict | None], as_json: bool) -> dict | None:
+    """Run a command; a user error is one line on stderr and exit 2; Ctrl-C exits 130 and SIGTERM 143."""
+    signal.signal(signal.SIGTERM, _on_term)
     try:
         out = main()
     except RaysweepError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        print("error: interrupted (SIGINT)", file=sys.stderr)
         raise SystemExit(130) from None
+    except Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        raise SystemExit(143) from None
     if as_json and out is not None:
         print(json.dumps(plain(out), allow_nan=False))
+    return out
 
 
 def plain(obj):

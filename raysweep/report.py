@@ -185,7 +185,7 @@ def build(sweep: str, x: str | None, y: str | None, extra: list[str], out_dir: s
     if not idx:
         raise RaysweepError(f"no finished trials with finite {', '.join(objectives)} in {sweep}")
     feasible = [i for i in idx if meets(rows[i], constraints)]
-    note = "" if feasible else (f"no trial meets the constraints "
+    note = "" if feasible else ("no trial meets the constraints "
                                 + ", ".join(f"{k} {op} {v:g}" for k, (op, v) in constraints.items())
                                 + f" ({len(idx)} finished): no Pareto front")
     out = Path(out_dir)

@@ -14,17 +14,27 @@ from .experiment import meets
 from .metrics import CURVES, SCALARS
 
 
-def result_rows(grid, exp: Experiment, smoke: bool) -> list[dict]:
+def trial_id_of(result) -> str:
+    """A Tune result's trial id: reported by the trial, else from its directory (trainable_<id>_<n>_<params>)."""
+    parts = os.path.basename(result.path or "").split("_")
+    return (result.metrics or {}).get("trial_id") or (parts[1] if len(parts) > 1 else "?")
+
+
+INTERRUPTED = "interrupted: the sweep was stopped before this trial finished; --resume continues it"
+
+
+def result_rows(grid, exp: Experiment, smoke: bool, unfinished: frozenset[str] = frozenset()) -> list[dict]:
+    """One row per trial; ``unfinished`` holds the ids of trials an interrupt stopped (status ``interrupted``)."""
     rows = []
     for r in grid:
         m = dict(r.metrics or {})
-        parts = os.path.basename(r.path or "").split("_")  # trainable_<trial id>_<n>_<params>
-        row: dict[str, Any] = {"trial_id": m.get("trial_id") or (parts[1] if len(parts) > 1 else "?"),
-                               "experiment": exp.name}
+        row: dict[str, Any] = {"trial_id": trial_id_of(r), "experiment": exp.name}
         if r.error is not None:
             lines = [ln for ln in str(r.error).strip().splitlines() if ln.strip()]
             cause = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
             row.update(status="error", error=cause.strip()[:1000])
+        elif row["trial_id"] in unfinished:
+            row.update(status="interrupted", error=INTERRUPTED)
         elif m.get("phase") != "final" and "status" in m:  # stopped early by the scheduler (ASHA)
             row.update(status="pruned", error="")
         else:

@@ -21,6 +21,33 @@ class ConstrainedOptunaSearch(OptunaSearch):
         self._constraints = constraints or {}
 
     def on_trial_complete(self, trial_id, result=None, error=False):
-        if self._constraints and trial_id in self._ot_trials and trial_id not in self._completed_trials:
-            self._ot_trials[trial_id].set_user_attr("constraints", violations(result or {}, self._constraints))
+        ot = self._ot_trials.get(trial_id)
+        if ot is not None and trial_id not in self._completed_trials and self._closed(ot):
+            return self._record_resumed(trial_id, ot, result, error)
+        if self._constraints and ot is not None and trial_id not in self._completed_trials:
+            ot.set_user_attr("constraints", violations(result or {}, self._constraints))
         super().on_trial_complete(trial_id, result, error)
+
+    def _closed(self, ot) -> bool:
+        """The Optuna trial was closed (FAIL) when an interrupt stopped the sweep; Tune resumed it since."""
+        return self._ot_study._storage.get_trial(ot._trial_id).state.is_finished()
+
+    def _record_resumed(self, trial_id, ot, result, error) -> None:
+        """The resumed trial's result, as a new COMPLETE trial with the interrupted one's parameters (a finished
+        Optuna trial cannot be told again). Constraint values go where the constrained sampler reads them."""
+        import optuna
+
+        old = self._ot_study._storage.get_trial(ot._trial_id)
+        values = [result.get(m) for m in self.metric] if result and isinstance(self.metric, list) else \
+            (result or {}).get(self.metric) if result else None
+        if error or values is None or (isinstance(values, list) and None in values):
+            self._completed_trials.add(trial_id)
+            return
+        attrs = {"resumed_from_trial": old.number}
+        system = {}
+        if self._constraints:
+            attrs["constraints"] = system["constraints"] = violations(result, self._constraints)
+        self._ot_study.add_trial(optuna.trial.create_trial(
+            params=old.params, distributions=old.distributions, user_attrs=attrs, system_attrs=system,
+            **({"values": values} if isinstance(values, list) else {"value": values})))
+        self._completed_trials.add(trial_id)

@@ -34,19 +34,36 @@ def check_reachable(uri: str) -> None:
         os.makedirs(os.path.dirname(uri.removeprefix("sqlite:///")) or ".", exist_ok=True)
 
 
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, no metric columns); the value is
+# the one its UI writes for "Machine learning / Model training".
+KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id(uri: str, name: str, artifact_root: str | None = None) -> str:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        location = None if uri.startswith("http") or artifact_root is None else os.path.join(artifact_root, name)
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:  # another trial created it first
-        return client.get_experiment_by_name(name).experiment_id
+    if exp is None:
+        try:
+            location = None if uri.startswith("http") or artifact_root is None else os.path.join(artifact_root, name)
+            return client.create_experiment(name, artifact_location=location, tags=KIND)
+        except MlflowException:  # another trial created it first
+            exp = client.get_experiment_by_name(name)
+    for k, v in KIND.items():
+        if exp.tags.get(k) != v:  # an experiment made by an older raysweep or by hand
+            client.set_experiment_tag(exp.experiment_id, k, v)
+    return exp.experiment_id
 
 
-def start_run(uri: str, exp_id: str, trial_id: str, cfg: Config, tags: dict[str, str]) -> str:
+def run_name(method: str, swept: dict) -> str:
+    """What ran, readable in the run list: the method and the values the sweep chose (the trial id stays a tag)."""
+    def short(v) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    values = (f"{k.split('.')[-1]}={short(v)}" for k, v in swept.items() if k != "unlearn.method")
+    return " ".join([method, *values])[:250]
+
+
+def start_run(uri: str, exp_id: str, trial_id: str, cfg: Config, tags: dict[str, str], name: str = "") -> str:
     """The trial's run: a restarted or resumed trial continues its own run (found by its trial_id tag)."""
     client = MlflowClient(uri)
     found = client.search_runs([exp_id], filter_string=f"tags.trial_id = '{trial_id}'", max_results=1)
@@ -54,7 +71,7 @@ def start_run(uri: str, exp_id: str, trial_id: str, cfg: Config, tags: dict[str,
         client.update_run(found[0].info.run_id, status="RUNNING")
         client.set_tag(found[0].info.run_id, "attempt_restarted", "true")
         return found[0].info.run_id
-    run = client.create_run(exp_id, run_name=trial_id, tags={"trial_id": trial_id, **tags})
+    run = client.create_run(exp_id, run_name=name or trial_id, tags={"trial_id": trial_id, **tags})
     params = [Param(k, str(v)) for k, v in flatten(cfg.to_dict()).items()]
     for i in range(0, len(params), 100):
         client.log_batch(run.info.run_id, params=params[i:i + 100])
@@ -85,19 +102,26 @@ def log_result(uri: str, run_id: str, result: dict) -> None:
 
 
 def finish(uri: str, exp_id: str, trial_id: str, cfg: Config, tags: dict[str, str], result: dict | None,
-           error: str | None = None, pruned: bool = False) -> str:
+           error: str | None = None, pruned: bool = False, name: str = "", interrupted: bool = False) -> str:
     """Start (or find) the trial's run, log its result or its error, and end it. Returns the run id."""
-    run_id = start_run(uri, exp_id, trial_id, cfg, tags)
+    run_id = start_run(uri, exp_id, trial_id, cfg, tags, name)
     if result is not None:
         log_result(uri, run_id, result)
-    end_run(uri, run_id, ok=result is not None, error=error, pruned=pruned)
+    end_run(uri, run_id, ok=result is not None, error=error, pruned=pruned, interrupted=interrupted)
     return run_id
 
 
-def end_run(uri: str, run_id: str, ok: bool, error: str | None = None, pruned: bool = False) -> None:
+def end_run(uri: str, run_id: str, ok: bool, error: str | None = None, pruned: bool = False,
+            interrupted: bool = False) -> None:
     client = MlflowClient(uri)
+    if interrupted:  # stopped with the sweep, to be continued by --resume: neither a result nor a failure
+        client.set_tag(run_id, "status", "interrupted")
+        client.set_terminated(run_id, "KILLED")
+        return
     if error:
         client.set_tag(run_id, "error", error[:5000])
+    elif ok and "error" in client.get_run(run_id).data.tags:  # an earlier attempt failed; this one did not
+        client.delete_tag(run_id, "error")
     if pruned:  # stopped by the sweep's scheduler: neither a result nor a failure
         client.set_tag(run_id, "status", "pruned")
     client.set_terminated(run_id, "KILLED" if pruned else "FINISHED" if ok else "FAILED")

@@ -35,7 +35,7 @@ from .cli import config_from, device_from, run
 from .config import Config, content_hash
 from .controls import control_curve, feasibility, reference
 from .evaluate import DiffusionGenerator, convergence
-from .loop import LoopResult, LoopState, optimize
+from .loop import LoopState, optimize
 from .methods import REGISTRY
 from .methods.base import Context
 from .resolve import resolve
@@ -163,7 +163,7 @@ def unlearn_phase(t: Trial) -> tuple[nn.Module, dict, list[float], str]:
 def evaluate_phase(t: Trial, model: nn.Module) -> dict:
     """AR of the target (Wilson interval), retain accuracy, FID, and the judge's labels of the target's samples
     (what AR_CL compares the attacked model with)."""
-    ev, n = t.bases.evaluator, t.cfg.eval.n_forget
+    ev = t.bases.evaluator
     labels = ev.judge_labels(t.gen(model), t.target)
     mu = ev.evaluate(t.gen(model), target=t.target, forget_labels=labels)
     ar_mu = mu.pop("ar_forget")

@@ -13,9 +13,12 @@ if __name__ == "__main__":  # answer --help and bad arguments before the imports
 
     tune_parser().parse_args()
 
+import contextlib
 import dataclasses
 import json
+import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -24,11 +27,11 @@ import time
 from . import store, tracking
 from . import commands
 from .cli import device_from, run
-from .config import RaysweepError
-from .experiment import SMOKE_MAX_SAMPLES, Experiment, load
+from .config import RaysweepError, flatten
+from .experiment import SMOKE_MAX_SAMPLES, SMOKE_MAX_UNLEARN_STEPS, Experiment, load
 from .metrics import CURVES
 from .resolve import resolve
-from .results import result_rows, write_table
+from .results import result_rows, trial_id_of, write_table
 from .trial import run_trial
 
 
@@ -79,7 +82,8 @@ def trainable(params: dict, setup: Setup) -> None:
     cfg = setup.exp.trial_config(params, setup.smoke)
     trial_dir = store.join(setup.sweep_dir, "trials", trial_id)
     tags = _tags(setup, cfg, trial_dir)
-    run_id = _mlflow(lambda: tracking.start_run(setup.mlflow_uri, setup.mlflow_experiment_id, trial_id, cfg, tags))
+    run_id = _mlflow(lambda: tracking.start_run(setup.mlflow_uri, setup.mlflow_experiment_id, trial_id, cfg, tags,
+                                                _run_name(setup, cfg, params)))
     try:
         _train(cfg, setup, trial_id, trial_dir)
         result = store.read_json(store.join(trial_dir, "result.json"))
@@ -98,6 +102,12 @@ def trainable(params: dict, setup: Setup) -> None:
 def _tags(setup: Setup, cfg, trial_dir: str) -> dict[str, str]:
     return {"experiment": setup.exp.name, "method": cfg.unlearn.method, "forget_class": str(cfg.data.forget_class),
             "target": resolve(cfg).target.spec, "trial_dir": trial_dir, "smoke": str(setup.smoke)}
+
+
+def _run_name(setup: Setup, cfg, params: dict) -> str:
+    """The swept values as the trial runs them (a smoke run caps the steps the sampler chose)."""
+    ran = flatten(cfg.to_dict())
+    return tracking.run_name(cfg.unlearn.method, {k: ran.get(k, params.get(k)) for k in setup.exp.space})
 
 
 def _mlflow(call):
@@ -124,10 +134,14 @@ def sync_mlflow(grid, rows: list[dict], setup: Setup) -> int:
         result_uri = store.join(trial_dir, "result.json")
         result = store.read_json(result_uri) if row["status"] in ("ok", "diverged") and store.exists(result_uri) \
             else None
+        stopped = row["status"] == "interrupted"
         run_id = _mlflow(lambda: tracking.finish(setup.mlflow_uri, setup.mlflow_experiment_id, row["trial_id"], cfg,
-                                                  _tags(setup, cfg, trial_dir), result, row.get("error") or None,
-                                                  pruned=row["status"] == "pruned"))
+                                                  _tags(setup, cfg, trial_dir), result,
+                                                  None if stopped else row.get("error") or None,
+                                                  pruned=row["status"] == "pruned", interrupted=stopped,
+                                                  name=_run_name(setup, cfg, r.config or {})))
         row["mlflow_run_id"], row["mlflow_status"] = (run_id, "logged") if run_id else ("", "pending")
+        row["mlflow_status"] = "pending" if stopped and run_id else row["mlflow_status"]  # logged again on resume
         pending += run_id is None
     return pending
 
@@ -232,6 +246,8 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
     from ray import tune
 
     exp.validate()
+    # After an interrupt Tune suggests its own Tuner.restore(...); raysweep prints its --resume command instead.
+    logging.getLogger("ray.tune.tune").addFilter(lambda r: "Tuner.restore" not in r.getMessage())
     # Trials report after unlearning and at each attack checkpoint, before the objectives exist; the searcher
     # reads only the final result (multi-objective Optuna gets no intermediate results anyway).
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
@@ -274,12 +290,16 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
                 max_concurrent_trials=concurrent))
         start = time.perf_counter()
         try:
-            grid = tuner.fit()
+            with stop_signals() as stop:
+                grid = tuner.fit()
         except Exception as e:  # the sweep itself (not a trial) failed
             raise RaysweepError(f"sweep {name} could not run: {type(e).__name__}: "
                                 f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
-        rows = result_rows(grid, exp, smoke)
+        unfinished = unfinished_trials(grid) if stop else frozenset()
+        rows = result_rows(grid, exp, smoke, unfinished)
         mlflow_pending = sync_mlflow(grid, rows, setup)
+        if unfinished and optuna_uri:
+            fail_running(optuna_uri, name)
     finally:
         ray.shutdown()
     table = store.join(sweep_dir, "results.parquet")
@@ -289,7 +309,55 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
         counts["meet_constraints"] = sum(bool(r.get("constraints_met")) for r in rows)
     return {"experiment": exp.name, "name": name, "trials": len(rows), **counts, "results": table,
             "mlflow_uri": mlflow_uri, "mlflow_pending": mlflow_pending, "optuna_storage": optuna_uri,
-            "seconds": round(time.perf_counter() - start, 1), "objectives": exp.objectives}
+            "seconds": round(time.perf_counter() - start, 1), "objectives": exp.objectives,
+            **({"smoke": SMOKE_NOTE} if smoke else {}),
+            **({"interrupted": len(unfinished), "signal": stop.get("signal", signal.SIGINT)} if unfinished else {})}
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """Record whether the sweep was stopped by a signal. Tune handles Ctrl-C itself (it saves its state, ends the
+    running trials and returns as if finished); SIGTERM is turned into the same graceful stop instead of killing
+    the driver. Yields a dict that holds ``signal`` once one came."""
+    seen: dict = {}
+
+    def on_int(signum, frame):  # Tune's handler puts this one back when it fires; a second Ctrl-C lands here
+        raise KeyboardInterrupt
+
+    def on_term(signum, frame):
+        seen["signal"] = signum
+        os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, on_int), signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield seen
+    finally:
+        if signal.getsignal(signal.SIGINT) is on_int:  # Tune's handler fired: the sweep was interrupted
+            seen.setdefault("signal", signal.SIGINT)
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
+def unfinished_trials(grid) -> frozenset[str]:
+    """After an interrupt: the trials without a final result (Tune returns instead of raising, and marks them
+    terminated once it has stopped them)."""
+    return frozenset(trial_id_of(r) for r in grid if r.error is None and (r.metrics or {}).get("phase") != "final")
+
+
+def fail_running(optuna_uri: str, name: str) -> None:
+    """An interrupted trial's Optuna trial is closed as FAIL, not left RUNNING; on --resume, the searcher records
+    the resumed trial's result as a new COMPLETE trial with the same parameters (search.py)."""
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=optuna_uri)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "raysweep_status", "interrupted")
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+
+
+SMOKE_NOTE = (f"a smoke run checks that the sweep runs end to end; its numbers mean nothing (a 60-step tiny base "
+              f"that may draw no digit, at most {SMOKE_MAX_UNLEARN_STEPS} unlearning steps whatever the sampler chose: "
+              "results.parquet and the MLflow run names hold the steps that ran)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -324,15 +392,36 @@ def main(argv: list[str] | None = None) -> None:
                   + f") in {out['seconds']}s"
                   + (f"; {out['meet_constraints']} meet the constraints {exp.constraints}" if exp.constraints else "")
                   + f"\n  results: {out['results']}\n"
-                  f"  MLflow:  mlflow ui --backend-store-uri {out['mlflow_uri']} --port 5000"
+                  f"  MLflow:  {sys.executable} -m mlflow ui --backend-store-uri {out['mlflow_uri']} --host 127.0.0.1 "
+                  "--port 5000 (any free port), then http://127.0.0.1:5000"
                   + (f"\n  Optuna:  {out['optuna_storage']} (study {out['name']})" if out["optuna_storage"] else "")
                   + (f"\n  {out['mlflow_pending']} trial(s) not yet in MLflow (server unreachable): rerun with "
                      "--resume once it is back" if out["mlflow_pending"] else "")
                   + (f"\n  report:  {out['report']}" if out.get("report") else "")
+                  + (f"\n  smoke:   {out['smoke']}" if out.get("smoke") else "")
                   + (f"\n  {out['report_note']}" if out.get("report_note") else ""))
+        if out.get("interrupted"):
+            out["resume"] = resume_command(args, out["name"])
+            out["signal"] = int(out["signal"])
+            if not args.json:
+                print(f"  interrupted: {out['interrupted']} trial(s) stopped before finishing (status interrupted); "
+                      f"continue the sweep with:\n{out['resume']}")
         return out
 
-    run(job, args.json)
+    out = run(job, args.json)
+    if out and out.get("interrupted"):
+        raise SystemExit(128 + out["signal"])  # 130 after Ctrl-C, 143 after SIGTERM, as a shell reports them
+
+
+def resume_command(args, name: str) -> str:
+    """The exact command that continues this sweep."""
+    import shlex
+
+    parts = [sys.executable, "-m", "raysweep.tune", args.experiment, "--storage", args.storage, "--name", name]
+    parts += ["--smoke"] if args.smoke else []
+    parts += ["--mlflow-uri", args.mlflow_uri] if args.mlflow_uri else []
+    parts += ["--address", args.address] if args.address else []
+    return " ".join(shlex.quote(str(p)) for p in [*parts, "--resume"])
 
 
 if __name__ == "__main__":

@@ -59,6 +59,16 @@ def run_clis(commands: dict, timeout=300, env=None) -> dict:
     return done
 
 
+def wait_for(predicate, proc, timeout=300):
+    deadline = time.time() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"exited early ({proc.returncode}): {output(proc)[1][-3000:]}")
+        if time.time() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.1)
+
+
 def assert_one_line_error(res: subprocess.CompletedProcess, *needles: str) -> None:
     """Bad input: a non-zero exit and one stderr line that names the problem."""
     lines = res.stderr.strip().splitlines()

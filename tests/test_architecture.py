@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from conftest import tiny_config
 from raysweep.methods import REGISTRY

@@ -1,7 +1,6 @@
 """The robustness-vs-utility report, built from a real smoke sweep and opened in headless Chromium."""
 import csv
 import json
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq

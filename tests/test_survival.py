@@ -1,11 +1,12 @@
-"""Sweeps that survive: a killed driver resumed, a killed trial worker restarted from its saved state, an MLflow
+"""Sweeps that survive: a killed driver resumed, Ctrl-C on a sweep then resumed, a killed trial worker restarted from its saved state, an MLflow
 outage, object storage through a real S3-protocol server on loopback. Real Ray, real servers, all local."""
 import json
 import os
+import shlex
 import shutil
 import signal
+import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -13,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import _free_port, finish, kill_ray_under, output, run_cli, start_cli, start_mlflow, start_server, stop
+from conftest import (_free_port, finish, kill_ray_under, run_cli, start_cli, start_mlflow, start_server, stop,
+                      wait_for)
 from raysweep import store
 from raysweep.experiment import load
 from raysweep.trial import run_trial
@@ -36,16 +38,6 @@ def storage_with_base(tmp_path: Path, base_store: Path) -> Path:
     storage = tmp_path / "sweeps"
     shutil.copytree(base_store, storage / "store")
     return storage
-
-
-def wait_for(predicate, proc, timeout=300):
-    deadline = time.time() + timeout
-    while not predicate():
-        if proc.poll() is not None:
-            raise AssertionError(f"exited early ({proc.returncode}): {output(proc)[1][-3000:]}")
-        if time.time() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.1)
 
 
 def trial_dirs(sweep: Path) -> list[Path]:
@@ -103,6 +95,48 @@ def test_killed_driver_then_resume_finishes_the_sweep(tmp_path, ray_env, base_st
     assert len(study.trials) == len(done) == 2
     pairs = lambda it: sorted((round(a, 5), round(b, 5)) for a, b in it)  # noqa: E731
     assert pairs(t.values for t in done) == pairs((r["ar_dimra_max"], r["fid_judge"]) for r in rows)
+
+
+def test_ctrl_c_records_the_stopped_trial_and_resume_finishes_it(tmp_path, ray_env, base_store):
+    storage = storage_with_base(tmp_path, base_store)
+    sweep = storage / "intr"
+    proc = start_cli("raysweep.tune", EXP, "--storage", str(storage), "--name", "intr", "--num-samples", "2",
+                     "--json", env=ray_env)
+    wait_for(lambda: any((d / "unlearn-state.parquet").exists() and not (d / "result.json").exists()
+                         for d in trial_dirs(sweep)), proc)
+    os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends the driver
+    out, err = finish(proc, timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["interrupted"] >= 1 and summary["resume"].endswith("--name intr --resume")
+
+    rows = pq.read_table(sweep / "results.parquet").to_pylist()
+    stopped = [r for r in rows if r["status"] == "interrupted"]
+    assert len(stopped) == summary["interrupted"] and "--resume" in stopped[0]["error"]
+    study = optuna.load_study(study_name="intr", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states and optuna.trial.TrialState.FAIL in states
+    client = MlflowClient(f"sqlite:///{sweep / 'mlflow.db'}")
+    exp_id = client.get_experiment_by_name("intr").experiment_id
+    by_trial = {r.data.tags["trial_id"]: r for r in client.search_runs([exp_id])}
+    for r in stopped:
+        if r["trial_id"] in by_trial:  # a trial that had started has a run, ended as interrupted
+            run = by_trial[r["trial_id"]]
+            assert run.info.status == "KILLED" and run.data.tags["status"] == "interrupted"
+
+    res = subprocess.run(shlex.split(summary["resume"]) + ["--json"], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, **ray_env})
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = pq.read_table(sweep / "results.parquet").to_pylist()
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"ok"}
+    study = optuna.load_study(study_name="intr", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2 and not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert sorted((round(a, 5), round(b, 5)) for a, b in (t.values for t in done)) == \
+        sorted((round(r["ar_dimra_max"], 5), round(r["fid_judge"], 5)) for r in rows)
+    runs = client.search_runs([exp_id])
+    assert sorted(r.data.tags["trial_id"] for r in runs) == sorted(r["trial_id"] for r in rows)
+    assert {r.info.status for r in runs} == {"FINISHED"} and {r.data.tags["status"] for r in runs} == {"ok"}
 
 
 def test_killed_worker_restarts_from_its_last_checkpoint(tmp_path, ray_env, base_store):

@@ -18,7 +18,7 @@ DATA = Path(__file__).resolve().parent / "data"
 
 def test_smoke_sweep_three_stores_agree(smoke_sweep, mlflow_server):
     storage, summary = smoke_sweep
-    assert summary["trials"] == 3 and summary["error"] == 0
+    assert summary["trials"] == 3 and summary["error"] == 0 and "numbers mean nothing" in summary["smoke"]
     # the main job's feasibility constraints went to Optuna and to the table
     assert "meet_constraints" in summary and json.loads((storage / "smoke" / "sweep.json").read_text())[
         "constraints"] == {"ar_mu": ["<=", 0.1], "retain_drop": ["<=", 0.05], "fid_excess": ["<=", 0.0]}
@@ -33,11 +33,13 @@ def test_smoke_sweep_three_stores_agree(smoke_sweep, mlflow_server):
 
     client = MlflowClient(mlflow_server)
     exp = client.get_experiment_by_name("smoke")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # MLflow's model-training view
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 3
     for run in runs:
         row = by_id[run.data.tags["trial_id"]]
         assert run.info.status == "FINISHED" and run.data.tags["method"] == row["unlearn.method"]
+        assert run.info.run_name.startswith(f"{row['unlearn.method']} steps={row['unlearn.steps']} ")  # as run
         assert run.data.metrics["ar_dimra_max"] == pytest.approx(row["ar_dimra_max"])
         assert run.data.params["unlearn.steps"] == str(row["unlearn.steps"])
         history = client.get_metric_history(run.info.run_id, "ar_dimra_by_step")

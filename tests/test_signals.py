@@ -1,0 +1,18 @@
+"""Ctrl-C and SIGTERM on a command end it with one line and the shell's codes (130, 143), never a traceback."""
+import signal
+
+import pytest
+
+from conftest import finish, start_cli, wait_for
+
+
+@pytest.mark.parametrize("sig, code, line", [(signal.SIGINT, 130, "error: interrupted (SIGINT)"),
+                                             (signal.SIGTERM, 143, "error: terminated (SIGTERM)")])
+def test_a_stopped_trial_command_says_so_in_one_line(tmp_path, sig, code, line):
+    proc = start_cli("raysweep.trial", "--out", str(tmp_path), "--set", "model.preset=tiny",
+                     "--set", "pretrain.steps=100000", "--json")  # pretraining long enough to be stopped
+    wait_for(lambda: any(tmp_path.glob("trials/*/attempts.json")), proc, timeout=120)
+    proc.send_signal(sig)
+    out, err = finish(proc, timeout=60)
+    assert proc.returncode == code and err.strip().splitlines() == [line], err[-2000:]
+    assert out == ""

@@ -1,0 +1,29 @@
+"""MLflow runs as a user finds them in the UI: a model-training experiment, runs named for what ran, no stale error."""
+from mlflow.tracking import MlflowClient
+
+from raysweep import tracking
+from raysweep.config import Config
+
+
+def test_experiment_kind_run_names_and_a_cleared_error(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp_id = tracking.experiment_id(uri, "sweep", str(tmp_path / "artifacts"))
+    assert client.get_experiment(exp_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    old = client.create_experiment("made-by-hand")  # no kind: MLflow 3 would open it as GenAI
+    assert tracking.experiment_id(uri, "made-by-hand") == old
+    assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+
+    name = tracking.run_name("dimum", {"unlearn.method": "dimum", "unlearn.steps": 20, "dimum.beta": 0.123456, "dimum.alternative": "noise"})
+    assert name == "dimum steps=20 beta=0.123 alternative=noise"
+    run_id = tracking.start_run(uri, exp_id, "abc123", Config(), {"method": "dimum"}, name)
+    run = client.get_run(run_id)
+    assert run.info.run_name == name and run.data.tags["trial_id"] == "abc123"
+
+    tracking.end_run(uri, run_id, ok=False, error="RuntimeError: worker died")
+    assert client.get_run(run_id).data.tags["error"] == "RuntimeError: worker died"
+    again = tracking.start_run(uri, exp_id, "abc123", Config(), {"method": "dimum"}, name)  # the retried trial
+    assert again == run_id
+    tracking.end_run(uri, run_id, ok=True)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and "error" not in run.data.tags
