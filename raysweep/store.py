@@ -21,6 +21,10 @@ import torch
 from .config import RaysweepError, content_hash
 
 
+RECOVER = ("; delete it and run again (a sweep with --resume): raysweep rebuilds what it caches and restarts the phase "
+           "whose state this was")
+
+
 class CorruptCheckpoint(RaysweepError):
     pass
 
@@ -93,15 +97,15 @@ def load_state(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             table = pq.read_table(f)
         meta = json.loads(table.schema.metadata[b"raysweep"])
     except (pa.ArrowException, OSError, KeyError, TypeError, ValueError) as e:
-        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: {str(e).splitlines()[0]}") from None
+        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: {str(e).splitlines()[0]}{RECOVER}") from None
     cols = table.to_pydict()
     rows = list(zip(cols["name"], cols["dtype"], cols["shape"], cols["data"]))
     if _digest(rows) != meta.get("sha256"):
-        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: content hash does not match its metadata")
+        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: content hash does not match its metadata{RECOVER}")
     try:
         state = {name: _from_bytes(dtype, shape, data) for name, dtype, shape, data in rows}
     except (TypeError, ValueError) as e:
-        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: {e}") from None
+        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: {e}{RECOVER}") from None
     return state, meta
 
 

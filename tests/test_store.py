@@ -42,7 +42,7 @@ def test_tampered_bytes_fail_the_hash(tmp_path):
     cols["data"][0] = bytes(blob)
     import pyarrow as pa
     pq.write_table(pa.table(cols, schema=table.schema), uri)
-    with pytest.raises(store.CorruptCheckpoint, match="x.parquet.*hash"):
+    with pytest.raises(store.CorruptCheckpoint, match="x.parquet.*hash.*delete it and run again"):
         store.load_state(uri)
 
 
