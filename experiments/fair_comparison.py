@@ -78,8 +78,9 @@ def tune_all(args) -> dict[str, list[dict]]:
             if done.get("interrupted"):  # the study stops with the sweep; a rerun resumes it
                 raise KeyboardInterrupt
             print(f"study: tuned {method} in {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
-        if table.exists():
-            out[method] = pq.read_table(table).to_pylist()
+        rows = pq.read_table(table).to_pylist() if table.exists() else []
+        if rows and not any(r["status"] == "interrupted" for r in rows):  # an interrupted sweep is not tuned yet
+            out[method] = rows
     return out
 
 

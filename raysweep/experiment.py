@@ -26,6 +26,26 @@ SMOKE_MAX_UNLEARN_STEPS = 20
 SMOKE_MAX_SAMPLES = 4
 
 
+def smoke_space(space: dict[str, Any]) -> dict[str, Any]:
+    """The search space a smoke run samples from: ``unlearn.steps`` capped as its trials run them, so Tune's table,
+    Optuna's study and the results all show the steps that ran. Other domains are kept."""
+    dom = space.get("unlearn.steps")
+    if dom is None:
+        return space
+    from ray import tune
+    from ray.tune.search.sample import Categorical, Integer
+
+    cap = SMOKE_MAX_UNLEARN_STEPS
+    if isinstance(dom, Integer) and dom.upper > cap + 1:
+        lo = min(dom.lower, cap)
+        dom = tune.lograndint(lo, cap + 1) if "Log" in type(dom.sampler).__name__ else tune.randint(lo, cap + 1)
+    elif isinstance(dom, Categorical):
+        dom = tune.choice(sorted({min(c, cap) for c in dom.categories}))
+    elif isinstance(dom, dict) and "grid_search" in dom:
+        dom = {"grid_search": sorted({min(c, cap) for c in dom["grid_search"]})}
+    return {**space, "unlearn.steps": dom}
+
+
 @dataclass
 class Experiment:
     name: str

@@ -28,7 +28,7 @@ from . import store, tracking
 from . import commands
 from .cli import device_from, run
 from .config import RaysweepError, flatten
-from .experiment import SMOKE_MAX_SAMPLES, SMOKE_MAX_UNLEARN_STEPS, Experiment, load
+from .experiment import SMOKE_MAX_SAMPLES, SMOKE_MAX_UNLEARN_STEPS, Experiment, load, smoke_space
 from .metrics import CURVES
 from .resolve import resolve
 from .results import result_rows, trial_id_of, write_table
@@ -281,11 +281,12 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
         run_config = tune.RunConfig(name=name, storage_path=ray_storage,
                                     failure_config=tune.FailureConfig(max_failures=max_failures))
         path = store.join(ray_storage, name)
+        space = smoke_space(exp.space) if smoke else exp.space
         if resume:
-            tuner = tune.Tuner.restore(path, trainable=fn, param_space=exp.space, resume_unfinished=True,
+            tuner = tune.Tuner.restore(path, trainable=fn, param_space=space, resume_unfinished=True,
                                        resume_errored=False, restart_errored=False)
         else:
-            tuner = tune.Tuner(fn, param_space=exp.space, run_config=run_config, tune_config=tune.TuneConfig(
+            tuner = tune.Tuner(fn, param_space=space, run_config=run_config, tune_config=tune.TuneConfig(
                 search_alg=_searcher(exp, local_dir, name), scheduler=_scheduler(exp), num_samples=n,
                 max_concurrent_trials=concurrent))
         start = time.perf_counter()
@@ -356,8 +357,7 @@ def fail_running(optuna_uri: str, name: str) -> None:
 
 
 SMOKE_NOTE = (f"a smoke run checks that the sweep runs end to end; its numbers mean nothing (a 60-step tiny base "
-              f"that may draw no digit, at most {SMOKE_MAX_UNLEARN_STEPS} unlearning steps whatever the sampler chose: "
-              "results.parquet and the MLflow run names hold the steps that ran)")
+              f"that may draw no digit, at most {SMOKE_MAX_UNLEARN_STEPS} unlearning steps)")
 
 
 def main(argv: list[str] | None = None) -> None:
