@@ -78,9 +78,43 @@ def tune_all(args) -> dict[str, list[dict]]:
             if done.get("interrupted"):  # the study stops with the sweep; a rerun resumes it
                 raise KeyboardInterrupt
             print(f"study: tuned {method} in {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
-        rows = pq.read_table(table).to_pylist() if table.exists() else []
+        rows = pq.read_table(table).to_pylist() if table.exists() else committed_tuning(args).get(method, [])
         if rows and not any(r["status"] == "interrupted" for r in rows):  # an interrupted sweep is not tuned yet
             out[method] = rows
+    return out
+
+
+TUNING_COLUMNS = ("trial_id", "status", "error", "unlearn_steps_run", "ar_mu", "ar_mu_lo", "ar_mu_hi", "ar_dimra_max",
+                  "recovery", "retain_acc", "retain_drop", "base_retain_acc", "fid_judge", "fid_excess", "base_fid",
+                  "fid_delta", "constraints_met", "convergence", "convergence_floor", "seconds")
+
+
+def write_tuning_csv(tuned: dict[str, list[dict]], path: Path) -> None:
+    """Every tuning trial (method, its knobs, what decides feasibility and robustness), committed beside the study's
+    rows, so a clone without runs/ still has the tuning and the choice made from it."""
+    import pandas as pd
+
+    cols = ["method", *TUNING_COLUMNS, *KNOBS]
+    pd.DataFrame([{"method": m, **{k: r.get(k) for k in cols[1:]}} for m, rs in tuned.items() for r in rs],
+                 columns=cols).to_csv(path, index=False)
+
+
+def committed_tuning(args) -> dict[str, list[dict]]:
+    """The tuning rows of docs/fair_tuning.csv by method (used when runs/ holds no tuning sweep of a method)."""
+    import pandas as pd
+
+    path = Path(args.docs) / "fair_tuning.csv"
+    if not path.exists():
+        return {}
+    df = pd.read_csv(path, keep_default_na=True)
+    rows = [{k: (None if isinstance(v, float) and math.isnan(v) and k in ("error",) else v) for k, v in r.items()}
+            for r in df.to_dict("records")]
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        r["constraints_met"] = bool(r["constraints_met"]) if r.get("constraints_met") == r.get("constraints_met") \
+            else False
+        out.setdefault(r["method"], []).append({k: v for k, v in r.items() if not (isinstance(v, float)
+                                                                                  and math.isnan(v) and k in KNOBS)})
     return out
 
 
@@ -310,13 +344,28 @@ def readme_summary(tuned: dict[str, list[dict]], best: dict[str, Choice | None],
         r = b.row
         what = (f"best feasible setting: ar_mu {r['ar_mu']:.3f}, ar_dimra_max {r['ar_dimra_max']:.3f}, retain_acc "
                 f"{r['retain_acc']:.3f}, FID {r['fid_judge']:.2f} (limit {r['base_fid'] + r['fid_delta']:.2f})"
-                if b.feasible else f"**infeasible** (closest trial: {b.violated()})")
+                if b.feasible else f"**infeasible**: {why_infeasible(rs)}")
         L.append(f"- **{m}**: {n_ok}/{len(rs)} trials feasible; {what}")
     L += ["", "One tuning trial per setting is a single seed: these rows choose settings, they decide nothing. The "
           "verdicts come from the confirmation on fresh seeds (§2, §4):", ""]
     L += verdicts(confirm, budgets, best) if confirm else ["- no confirmation rows yet: no verdict on the paper's "
                                                             "claims is made here."]
     return "\n".join(L) + "\n"
+
+
+def why_infeasible(rows: list[dict]) -> str:
+    """How a method's tuning trials failed the rule, counted: which rules each broke."""
+    names = {"ar_mu": "did not forget", "retain_drop": "lost retain accuracy", "fid_excess": "FID above the limit"}
+    counts = {v: 0 for v in names.values()}
+    bad = 0
+    for r in rows:
+        if r.get("status") != "ok":
+            bad += 1
+            continue
+        for k, v in zip(FEASIBLE, violations(r, FEASIBLE)):
+            counts[names[k]] += v > 0
+    parts = [f"{n} {what}" for what, n in counts.items() if n] + ([f"{bad} diverged or failed"] if bad else [])
+    return "of its trials, " + ", ".join(parts)
 
 
 def write_readme(path: Path, text: str) -> None:
@@ -494,6 +543,7 @@ def main() -> None:
         (docs / "results.md").write_text(write_report(args, tuned, best, rows) + ("\n" + kept if kept else ""))
         if tuned:
             tuning_figure(tuned, docs / "fair_tuning.png")
+            write_tuning_csv(tuned, docs / "fair_tuning.csv")
         write_readme(Path(args.readme), readme_summary(tuned, best, rows))
         confirm = [r for r in rows if r["phase"] == "confirm" and r.get("status") in ("ok", "diverged")]
         if confirm:

@@ -1,0 +1,49 @@
+"""The fair comparison's report from committed tuning rows alone (a clone without runs/): the choice per method, an
+infeasible method reported as such, no verdict without confirmation rows, the README paragraph rewritten in place."""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from fair_comparison import KNOBS, write_tuning_csv  # noqa: E402
+
+
+def row(trial_id, *, ar_mu, retain_drop, fid, ar_dimra_max, steps, **knobs):
+    base_fid, delta = 2.0, 0.2
+    met = ar_mu <= 0.1 and retain_drop <= 0.05 and fid <= base_fid + delta
+    return {"trial_id": trial_id, "status": "ok", "error": "", "unlearn_steps_run": steps, "ar_mu": ar_mu,
+            "ar_dimra_max": ar_dimra_max, "recovery": ar_dimra_max - ar_mu, "retain_acc": 0.99 - retain_drop,
+            "retain_drop": retain_drop, "base_retain_acc": 0.99, "fid_judge": fid, "fid_excess": fid - base_fid - delta,
+            "base_fid": base_fid, "fid_delta": delta, "constraints_met": met, "seconds": 10.0,
+            "unlearn.steps": steps, "unlearn.lr": 1e-4, **knobs}
+
+
+def test_report_from_committed_tuning_rows(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    tuned = {
+        "salun": [row("a", ar_mu=0.0, retain_drop=0.01, fid=2.1, ar_dimra_max=0.3, steps=500, **{"salun.alpha": 0.5}),
+                  row("b", ar_mu=0.0, retain_drop=0.01, fid=2.0, ar_dimra_max=0.1, steps=900, **{"salun.alpha": 0.2}),
+                  row("c", ar_mu=0.0, retain_drop=0.40, fid=9.0, ar_dimra_max=0.0, steps=90, **{"salun.alpha": 1e-3})],
+        "ga": [row("d", ar_mu=0.0, retain_drop=0.80, fid=90.0, ar_dimra_max=0.0, steps=300, **{"ga.alpha": 1e-3}),
+               row("e", ar_mu=0.9, retain_drop=0.00, fid=1.9, ar_dimra_max=1.0, steps=20, **{"ga.alpha": 1e-2})],
+    }
+    write_tuning_csv(tuned, docs / "fair_tuning.csv")
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- results: written by experiments/fair_comparison.py -->\nold text\n<!-- /results -->\nkept\n")
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "fair_comparison.py"), "--out",
+                          str(tmp_path / "runs"), "--phases", "report", "--docs", str(docs), "--readme", str(readme),
+                          "--methods", "ga", "salun"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = (docs / "results.md").read_text()
+    # the most robust feasible setting is chosen (b: lowest ar_dimra_max), not the destroyed model (c)
+    assert "| salun | 3 | 2 | unlearn.steps=900, unlearn.lr=0.0001, salun.alpha=0.2 | 0.000 | 0.100 |" in report
+    assert "| ga | 2 | 0 | **infeasible**" in report and "No confirmation rows yet." in report
+    text = readme.read_text()
+    assert "old text" not in text and text.endswith("<!-- /results -->\nkept\n")
+    assert "- **ga**: 0/2 trials feasible; **infeasible**: of its trials, 1 did not forget, 1 lost retain accuracy" \
+        in text and "no verdict on the paper's claims" in text
+    assert (docs / "fair_tuning.png").exists() and set(KNOBS) <= set((docs / "fair_tuning.csv").read_text()
+                                                                      .splitlines()[0].split(","))
