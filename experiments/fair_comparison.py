@@ -197,8 +197,11 @@ def by_replicate(rows, metric) -> dict:
     return {(r["overrides"]["pretrain.seed"], r["overrides"]["unlearn.seed"]): r[metric] for r in rows}
 
 
-def rule_line(name: str, mean: float, lo: float, hi: float, n: int, threshold: float, holds_when: str) -> str:
-    v = verdict(lo, hi, threshold, holds_when)
+def rule_line(name: str, mean: float, lo: float, hi: float, n: int, threshold: float, holds_when: str,
+              min_n: int = 5) -> str:
+    """A claim's line; below the design's replicate count (5 fresh seeds for the confirmation) it is inconclusive
+    whatever the interval: a bootstrap over two or three identical values has no width, not certainty."""
+    v = verdict(lo, hi, threshold, holds_when) if n >= min_n else f"inconclusive (n = {n} < {min_n} so far)"
     return (f"{name}: {ci(mean, lo, hi)} (n = {n}; the claim holds when the interval lies {holds_when} "
             f"{threshold:g}) → **{v}**")
 
@@ -434,7 +437,8 @@ def verdicts(confirm: list[dict], budgets: list[dict], best: dict) -> list[str]:
         if per[BUDGETS[0]] and per[BUDGETS[-1]]:
             mean, lo, hi, n = paired_difference(per[BUDGETS[-1]], per[BUDGETS[0]])
             L.append(f"- 4. Robustness of {m} grows with unlearning steps (ar_dimra_max at {BUDGETS[-1]} minus at "
-                     f"{BUDGETS[0]}, paired by seed) — " + rule_line("mean difference", mean, lo, hi, n, 0.0, "below"))
+                     f"{BUDGETS[0]}, paired by seed) — " + rule_line("mean difference", mean, lo, hi, n, 0.0, "below",
+                                                                     min_n=len(BASES[0])))
     pairs = [(r["convergence"], r["recovery"]) for r in confirm if r["attack_lr"] == 1e-4 and r["method"] != "retrain"
              and math.isfinite(r.get("convergence", math.nan)) and math.isfinite(r.get("recovery", math.nan))]
     if len(pairs) >= 3:

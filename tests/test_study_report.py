@@ -47,3 +47,12 @@ def test_report_from_committed_tuning_rows(tmp_path):
         in text and "no verdict on the paper's claims" in text
     assert (docs / "fair_tuning.png").exists() and set(KNOBS) <= set((docs / "fair_tuning.csv").read_text()
                                                                       .splitlines()[0].split(","))
+
+
+def test_no_verdict_below_the_designed_replicate_count():
+    from fair_comparison import rule_line
+
+    # three identical replicates: a zero-width bootstrap interval, still no verdict
+    assert "**inconclusive (n = 3 < 5 so far)**" in rule_line("m", 0.0, 0.0, 0.0, 3, 0.1, "below")
+    assert "**reproduced**" in rule_line("m", 0.0, 0.0, 0.02, 6, 0.1, "below")
+    assert "**refuted**" in rule_line("m", 0.5, 0.3, 0.7, 6, 0.1, "below")
