@@ -26,7 +26,8 @@ RECOVER = ("; delete it and run again (a sweep with --resume): raysweep rebuilds
 
 
 class CorruptCheckpoint(RaysweepError):
-    pass
+    def __init__(self, message: str):  # every such error says how to recover
+        super().__init__(message + RECOVER)
 
 
 SCHEMA = pa.schema([("name", pa.string()), ("dtype", pa.string()), ("shape", pa.list_(pa.int64())),
@@ -97,15 +98,15 @@ def load_state(uri: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             table = pq.read_table(f)
         meta = json.loads(table.schema.metadata[b"raysweep"])
     except (pa.ArrowException, OSError, KeyError, TypeError, ValueError) as e:
-        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: {str(e).splitlines()[0]}{RECOVER}") from None
+        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: {str(e).splitlines()[0]}") from None
     cols = table.to_pydict()
     rows = list(zip(cols["name"], cols["dtype"], cols["shape"], cols["data"]))
     if _digest(rows) != meta.get("sha256"):
-        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: content hash does not match its metadata{RECOVER}")
+        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: content hash does not match its metadata")
     try:
         state = {name: _from_bytes(dtype, shape, data) for name, dtype, shape, data in rows}
     except (TypeError, ValueError) as e:
-        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: {e}{RECOVER}") from None
+        raise CorruptCheckpoint(f"corrupt checkpoint {uri}: {e}") from None
     return state, meta
 
 

@@ -140,8 +140,8 @@ def sync_mlflow(grid, rows: list[dict], setup: Setup) -> int:
                                                   None if stopped else row.get("error") or None,
                                                   pruned=row["status"] == "pruned", interrupted=stopped,
                                                   name=_run_name(setup, cfg, r.config or {})))
-        row["mlflow_run_id"], row["mlflow_status"] = (run_id, "logged") if run_id else ("", "pending")
-        row["mlflow_status"] = "pending" if stopped and run_id else row["mlflow_status"]  # logged again on resume
+        row["mlflow_run_id"] = run_id or ""
+        row["mlflow_status"] = "logged" if run_id and not stopped else "pending"  # a stopped trial: again on resume
         pending += run_id is None
     return pending
 
