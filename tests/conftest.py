@@ -75,15 +75,41 @@ def assert_one_line_error(res: subprocess.CompletedProcess, *needles: str) -> No
     assert res.returncode != 0 and len(lines) == 1 and all(n in lines[0] for n in needles), res.stderr[-2000:]
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+def _as_in_a_terminal():
+    """Ctrl-C as a terminal delivers it: a runner that starts tests in the background hands its children SIGINT
+    ignored (POSIX shells do that without job control), and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(*args, env=None, cwd=None) -> subprocess.Popen:
     """``python -m ...`` in the background, in its own process group (so a test can kill all of it). Its output
     goes to files, not pipes: a sweep prints Tune's status tables for minutes, and a full pipe nobody reads
-    would stall the driver."""
+    would stall the driver. Whatever is still running when the test ends is killed (``_no_leftovers``)."""
     out, err = (tempfile.TemporaryFile("w+") for _ in range(2))
     proc = subprocess.Popen([sys.executable, "-m", *args], stdout=out, stderr=err, text=True,
-                            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+                            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+                            preexec_fn=_as_in_a_terminal)
     proc.logs = (out, err)
+    _STARTED.append(proc)
     return proc
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers():
+    """A test that fails while its command still runs must not leave it running: a stray training process at
+    normal priority starves every later test's Ray workers (Ray starts them at nice 15)."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
 
 
 def output(proc: subprocess.Popen) -> tuple[str, str]:
