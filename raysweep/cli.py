@@ -60,13 +60,17 @@ def _on_term(signum, frame):
 
 
 def run(main: Callable[[], dict | None], as_json: bool) -> dict | None:
-    """Run a command; a user error is one line on stderr and exit 2; Ctrl-C exits 130 and SIGTERM 143."""
+    """Run a command; a user error is one line on stderr and exit 2, an error of the machine (OSError) one line
+    and exit 1; Ctrl-C exits 130 and SIGTERM 143."""
     signal.signal(signal.SIGTERM, _on_term)
     try:
         out = main()
     except RaysweepError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as e:  # the machine, not the program: a full disk, a vanished mount, a refused connection
+        print(f"error: {e}".splitlines()[0], file=sys.stderr)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         print("error: interrupted (SIGINT)", file=sys.stderr)
         raise SystemExit(130) from None

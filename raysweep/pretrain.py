@@ -11,7 +11,7 @@ import sys
 import time
 
 from . import bases as bases_
-from . import commands
+from . import commands, store
 from .cli import config_from, device_from, run
 from .evaluate import DiffusionGenerator
 from .resolve import resolve
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
             cfg.pretrain.steps = args.steps
             resolve(cfg)
         device = device_from(args.device)
+        store.ensure_writable(args.out, "--out")
         bases = bases_.load_bases(cfg, args.out, progress=sys.stderr.isatty(), device=device)
         gen = DiffusionGenerator(bases.model, cfg.eval, cfg.schedule)
         res = bases.evaluator.evaluate(gen)

@@ -263,8 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         if not store.is_remote(args.sweep) and not os.path.isdir(args.sweep):
             raise RaysweepError(f"sweep directory not found: {args.sweep}")
         out = args.out or (os.path.join(args.sweep, "report") if not store.is_remote(args.sweep) else "report")
-        if os.path.exists(out) and not os.path.isdir(out):
-            raise RaysweepError(f"--out {out} is a file, not a directory")
+        store.ensure_writable(out, "--out")
         res = build(args.sweep, args.x, args.y, args.objective, out, args.mlflow_uri, args.constraint)
         if not args.json:
             print(f"report: {res['report']}  (frontier: {len(res['frontier'])} trials; infeasible: "

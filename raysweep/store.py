@@ -166,6 +166,24 @@ def cached_module(root: str, kind: str, key_config: dict[str, Any], build: Calla
     return module, extra, True
 
 
+def ensure_writable(uri: str, flag: str) -> None:
+    """Check an output location before any work: create it and write and delete a probe file there, so a
+    read-only path, a file in the way or an unreachable bucket is one line naming ``flag``, not a traceback
+    minutes later."""
+    fs, path = resolve(uri)
+    probe = posixpath.join(path, f".raysweep-probe-{os.getpid()}")
+    try:
+        if fs.get_file_info(path).type == pafs.FileType.File:
+            raise RaysweepError(f"{flag} {uri} is a file, not a directory")
+        fs.create_dir(path, recursive=True)
+        with fs.open_output_stream(probe) as f:
+            f.write(b"")
+        fs.delete_file(probe)
+    except (OSError, pa.ArrowException) as e:
+        reason = str(e).split(". Detail")[0].splitlines()[0]
+        raise RaysweepError(f"{flag} {uri} is not writable: {reason}") from None
+
+
 def write_json(uri: str, obj: Any) -> None:
     fs, path = resolve(uri)
     fs.create_dir(posixpath.dirname(path), recursive=True)

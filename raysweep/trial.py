@@ -281,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg.unlearn.method, cfg.data.forget_class, cfg.data.target = args.method, args.forget_class, args.target
         cfg.unlearn.seed = cfg.attack.seed = args.seed
         cfg = config_from(args, cfg)
+        store.ensure_writable(args.out, "--out")
         res = run_trial(cfg, args.out, device=device_from(args.device), progress=sys.stderr.isatty(),
                         resume=args.resume)
         res = {k: v for k, v in res.items() if k not in ("unlearn_loss_curve", "unlearn_probe")}

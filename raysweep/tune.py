@@ -364,13 +364,12 @@ def main(argv: list[str] | None = None) -> None:
     args = commands.tune_parser().parse_args(argv)
 
     def job() -> dict:
-        if not store.is_remote(args.storage) and os.path.exists(args.storage) and not os.path.isdir(args.storage):
-            raise RaysweepError(f"--storage {args.storage} is a file, not a directory")
         if args.num_samples is not None and args.num_samples <= 0:
             raise RaysweepError(f"--num-samples must be positive, got {args.num_samples}")
         if args.max_failures < 0:
             raise RaysweepError(f"--max-failures must be >= 0, got {args.max_failures}")
         exp = load(args.experiment)
+        store.ensure_writable(args.storage, "--storage")
         name = args.name or (exp.name + ("-smoke" if args.smoke else ""))
         out = sweep(exp, storage=args.storage, name=name, mlflow_uri=args.mlflow_uri, num_samples=args.num_samples,
                     max_concurrent=args.max_concurrent, smoke=args.smoke, resume=args.resume, address=args.address,

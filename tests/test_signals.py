@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM on a command end it with one line and the shell's codes (130, 143), never a traceback."""
+"""Ctrl-C, SIGTERM and errors of the machine end a command with one line and the shell's codes (130, 143, 1),
+never a traceback."""
 import signal
 
 import pytest
@@ -16,3 +17,14 @@ def test_a_stopped_trial_command_says_so_in_one_line(tmp_path, sig, code, line):
     out, err = finish(proc, timeout=60)
     assert proc.returncode == code and err.strip().splitlines() == [line], err[-2000:]
     assert out == ""
+
+
+def test_an_error_of_the_machine_is_one_line_and_exit_1(capsys):
+    from raysweep import cli
+
+    def disk_full():
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(SystemExit) as e:
+        cli.run(disk_full, as_json=True)
+    assert e.value.code == 1 and capsys.readouterr() == ("", "error: [Errno 28] No space left on device\n")

@@ -65,3 +65,13 @@ def test_cached_module_builds_once(tmp_path):
     assert torch.equal(m1.weight, m2.weight)
     store.cached_module(str(tmp_path), "lin", {"a": 2}, build, lambda: torch.nn.Linear(2, 2))
     assert calls == [1, 1]  # another config is another artefact
+
+
+def test_an_output_location_is_checked_before_any_work(tmp_path):
+    store.ensure_writable(str(tmp_path / "new" / "dir"), "--out")
+    assert (tmp_path / "new" / "dir").is_dir() and not any((tmp_path / "new" / "dir").iterdir())  # probe removed
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(RaysweepError, match=r"^--out .*/f is a file, not a directory$"):
+        store.ensure_writable(str(tmp_path / "f"), "--out")
+    with pytest.raises(RaysweepError, match=r"^--storage /proc/raysweep-x is not writable: "):
+        store.ensure_writable("/proc/raysweep-x", "--storage")

@@ -108,10 +108,12 @@ def test_bad_storage_and_a_missing_sweep_to_resume_are_one_line(tmp_path, ray_en
     a_file.write_text("x")
     steps = str(ROOT / "experiments" / "steps_sweep.py")
     res = run_clis({"file": ("raysweep.tune", steps, "--storage", str(a_file)),
+                    "readonly": ("raysweep.tune", steps, "--storage", "/proc/raysweep-storage"),
                     "resume": ("raysweep.tune", steps, "--storage", str(tmp_path / "empty"), "--resume"),
                     "nan": ("raysweep.trial", "--set", "unlearn.lr=nan", "--out", str(tmp_path / "t"))},
                    timeout=120, env=ray_env)
     assert_one_line_error(res["file"], "is a file, not a directory")
+    assert_one_line_error(res["readonly"], "--storage /proc/raysweep-storage is not writable")
     assert_one_line_error(res["resume"], "no sweep 'steps_sweep'", "to resume")
     assert_one_line_error(res["nan"], "unlearn.lr must be a finite number")
     assert not (tmp_path / "empty" / "steps_sweep" / "results.parquet").exists()
