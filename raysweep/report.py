@@ -158,8 +158,14 @@ def sample_grids(rows, frontier, mlflow_uri: str | None) -> dict[str, str]:
 
 
 def _mlflow_default(sweep: str) -> str | None:
-    db = os.path.join(sweep, "mlflow.db")
-    return f"sqlite:///{os.path.abspath(db)}" if not store.is_remote(sweep) and os.path.exists(db) else None
+    """The sweep's own SQLite store, its artifact locations pointed at this copy of the sweep."""
+    db = os.path.abspath(os.path.join(sweep, "mlflow.db"))
+    if store.is_remote(sweep) or not os.path.exists(db):
+        return None
+    from . import tracking  # MLflow only when there is a store to read
+
+    tracking.relocate(db, os.path.join(os.path.dirname(db), "mlartifacts"))
+    return f"sqlite:///{db}"
 
 
 def sweep_settings(sweep: str) -> dict:
@@ -198,7 +204,7 @@ def build(sweep: str, x: str | None, y: str | None, extra: list[str], out_dir: s
     rho = curves_plot(rows, idx, out)
     mlflow_uri = mlflow_uri or _mlflow_default(sweep)
     html = render(rows, idx, frontier, dropped, objectives, constraints, note, rho,
-                  sample_grids(rows, frontier, mlflow_uri), mlflow_uri, out)
+                  sample_grids(rows, frontier, mlflow_uri), mlflow_uri, out, sweep)
     (out / "report.html").write_text(html)
     return {"report": str(out / "report.html"), "frontier": [rows[i]["trial_id"] for i in frontier],
             "left_out": [rows[i]["trial_id"] for i in dropped],
@@ -207,7 +213,8 @@ def build(sweep: str, x: str | None, y: str | None, extra: list[str], out_dir: s
             "spearman_conv_ar": None if math.isnan(rho) else rho}
 
 
-def render(rows, idx, frontier, dropped, objectives, constraints, note, rho, grids, mlflow_uri, out: Path) -> str:
+def render(rows, idx, frontier, dropped, objectives, constraints, note, rho, grids, mlflow_uri, out: Path,
+           sweep: str) -> str:
     import jinja2
     import plotly.graph_objects as go
     import plotly.io as pio
@@ -253,7 +260,8 @@ def render(rows, idx, frontier, dropped, objectives, constraints, note, rho, gri
         constraints=constraints, note=note, infeasible=[rows[i] for i in idx if not meets(rows[i], constraints)],
         grids=grids, link=link, settings=settings, rho=rho, n=len(rows),
         static_png="data:image/png;base64," + base64.b64encode((out / "curves.png").read_bytes()).decode(),
-        uris=lambda r: {"unlearned": r.get("unlearned_uri"), **json.loads(r.get("attack_uris") or "{}")})
+        uris=lambda r: {k: store.locate(v, sweep) for k, v in
+                        {"unlearned": r.get("unlearned_uri"), **json.loads(r.get("attack_uris") or "{}")}.items()})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -134,6 +134,52 @@ def join(root: str, *parts: str) -> str:
     return posixpath.join(root.rstrip("/"), *parts)
 
 
+def _split(uri: str) -> tuple[str, str]:
+    """(scheme://bucket, path) of a URI; ("", absolute path) of a local one."""
+    if is_remote(uri):
+        scheme, rest = uri.split("://", 1)
+        bucket, _, path = rest.partition("/")
+        return f"{scheme}://{bucket}", "/" + path
+    return "", os.path.abspath(uri)
+
+
+def relative(uri: str, root: str) -> str:
+    """``uri`` relative to ``root`` when both are on the same storage (so a copied or moved sweep still finds its
+    files); unchanged when it lives on another one."""
+    (where, path), (root_where, root_path) = _split(uri), _split(root)
+    return posixpath.relpath(path, root_path) if uri and where == root_where else uri
+
+
+def locate(uri: str, root: str) -> str:
+    """The inverse of ``relative``: a URI stored relative to ``root`` made usable again."""
+    if not uri or is_remote(uri) or os.path.isabs(uri):
+        return uri
+    where, path = _split(root)
+    return where + posixpath.normpath(posixpath.join(path, uri)) if where else os.path.normpath(
+        os.path.join(path, uri))
+
+
+def rebase(obj: Any, old: str, new: str) -> Any:
+    """Every string in ``obj`` (a JSON value) that lies under the directory ``old`` moved to ``new``: what a
+    trial wrote before its storage was copied or moved, made to point at the copy."""
+    if isinstance(obj, str):
+        return new + obj[len(old):] if obj == old or obj.startswith(old.rstrip("/") + "/") else obj
+    if isinstance(obj, dict):
+        return {k: rebase(v, old, new) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [rebase(v, old, new) for v in obj]
+    return obj
+
+
+def moved_root(old_dir: str, new_dir: str) -> tuple[str, str]:
+    """(old root, new root): ``old_dir`` and ``new_dir`` with their common trailing components removed, i.e. the
+    directory that was copied or moved."""
+    a, b = old_dir.rstrip("/").split("/"), new_dir.rstrip("/").split("/")
+    while len(a) > 1 and len(b) > 1 and a[-1] == b[-1]:
+        a, b = a[:-1], b[:-1]
+    return "/".join(a), "/".join(b)
+
+
 def cached_state(root: str, kind: str, key_config: dict[str, Any],
                  build: Callable[[], tuple[dict[str, torch.Tensor], dict]]) -> tuple[dict[str, torch.Tensor], dict, bool]:
     """Load ``kind`` from ``root/base/kind-<hash of key_config>.parquet`` or build (tensors, extra metadata) and

@@ -54,6 +54,27 @@ def experiment_id(uri: str, name: str, artifact_root: str | None = None) -> str:
     return exp.experiment_id
 
 
+def relocate(db: str, artifacts: str) -> bool:
+    """A sweep's own SQLite store after the sweep was copied or moved: MLflow keeps absolute artifact locations
+    and has no call to change them, so the experiment's and its runs' locations are rewritten to the copy's
+    ``artifacts`` directory (``<sweep>/mlartifacts``). Returns whether anything moved."""
+    import sqlite3
+
+    if not os.path.exists(db):
+        return False
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT artifact_location FROM experiments WHERE artifact_location LIKE ?",
+                           ("%/mlartifacts/%",)).fetchall()
+        old = next((r[0].rsplit("/mlartifacts/", 1)[0] + "/mlartifacts" for r in rows
+                    if not r[0].startswith(artifacts + "/")), None)
+        if old is None:
+            return False
+        for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
+            con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE {column} LIKE ?",
+                        (artifacts, len(old) + 1, old + "/%"))
+    return True
+
+
 def run_name(method: str, swept: dict) -> str:
     """What ran, readable in the run list: the method and the values the sweep chose (the trial id stays a tag)."""
     def short(v) -> str:

@@ -229,7 +229,11 @@ def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Repo
     t = Trial(cfg, config, target, None, root, trial_dir, device, progress, resume, report)
     if resume and store.exists(t.path("result.json")):
         if content_hash(store.read_json(t.path("config.json"))) == content_hash(config):
-            return store.read_json(t.path("result.json"))
+            done = store.read_json(t.path("result.json"))
+            if done["trial_dir"] != trial_dir:  # the storage was copied or moved since: point at the copy
+                done = store.rebase(done, *store.moved_root(done["trial_dir"], trial_dir))
+                store.write_json(t.path("result.json"), done)
+            return done
     store.write_json(t.path("config.json"), config)
     attempts = _record_attempt(t.path("attempts.json"), resume)
     t.bases = load_bases(cfg, root, progress, device)

@@ -59,6 +59,18 @@ def scalars(metrics: dict) -> dict:
     return out
 
 
+URIS = ("unlearned_uri", "base_uri", "trial_dir")
+
+
+def portable(metrics: dict, sweep_dir: str) -> dict:
+    """A trial's URIs as Tune keeps them (and results.parquet holds them): relative to the sweep directory when
+    on the same storage, so a copied or moved sweep reports and resumes in place."""
+    out = {k: store.relative(v, sweep_dir) if k in URIS and isinstance(v, str) else v for k, v in metrics.items()}
+    if isinstance(out.get("attack_uris"), dict):
+        out["attack_uris"] = json.dumps({k: store.relative(v, sweep_dir) for k, v in out["attack_uris"].items()})
+    return out
+
+
 def _ray_checkpoint(uri: str, tmp: str):
     """A Ray checkpoint directory holding the Parquet weights from the store."""
     fs, path = store.resolve(uri)
@@ -94,9 +106,9 @@ def trainable(params: dict, setup: Setup) -> None:
         raise RuntimeError(f"trial {trial_id} failed: {msg}") from e
     logged = bool(run_id) and _mlflow(lambda: (tracking.log_result(setup.mlflow_uri, run_id, result),
                                                tracking.end_run(setup.mlflow_uri, run_id, ok=True), True)[-1])
-    ray.tune.report({**scalars(result), "phase": "final", "trial_id": trial_id, "mlflow_run_id": run_id or "",
-                     "mlflow_status": "logged" if logged else "pending",
-                     "attack_uris": json.dumps(result.get("attack_uris", {}))})
+    final = portable({"attack_uris": {}, **result}, setup.sweep_dir)
+    ray.tune.report({**scalars(final), "phase": "final", "trial_id": trial_id, "mlflow_run_id": run_id or "",
+                     "mlflow_status": "logged" if logged else "pending", "attack_uris": final["attack_uris"]})
 
 
 def _tags(setup: Setup, cfg, trial_dir: str) -> dict[str, str]:
@@ -164,10 +176,10 @@ def _train(cfg, setup: Setup, trial_id: str, trial_dir: str) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 if workers == 0:  # local mode runs in this process: report straight to Tune
                     ckpt = ray.tune.Checkpoint.from_directory(_ray_checkpoint(uri, tmp)) if uri else None
-                    ray.tune.report(scalars(metrics), checkpoint=ckpt)
+                    ray.tune.report(scalars(portable(metrics, setup.sweep_dir)), checkpoint=ckpt)
                 else:  # a Train worker: TuneReportCallback forwards it
                     ckpt = ray.train.Checkpoint.from_directory(_ray_checkpoint(uri, tmp)) if uri else None
-                    ray.train.report(scalars(metrics), checkpoint=ckpt)
+                    ray.train.report(scalars(portable(metrics, setup.sweep_dir)), checkpoint=ckpt)
 
         device = "cuda" if use_gpu else setup.device
         run_trial(cfg, setup.store_root, trial_dir, report=report, device=device, resume=True)
@@ -220,6 +232,16 @@ def _local_dir(storage: str, name: str) -> str:
     return path
 
 
+def _beside(uri: str | None, sweep_dir: str) -> str | None:
+    """A SQLite store inside the sweep directory by its file name there (sweep.json's paths are relative to the
+    sweep, so a copy stays self-contained); any other URI as given."""
+    if uri and uri.startswith("sqlite:///") and not store.is_remote(sweep_dir):
+        path = uri.removeprefix("sqlite:///")
+        if os.path.dirname(path) == sweep_dir:
+            return os.path.basename(path)
+    return uri
+
+
 def connect(address: str | None, num_cpus: int | None = None) -> None:
     import ray
 
@@ -254,6 +276,8 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
     local_dir = _local_dir(storage, name)
     mlflow_uri = mlflow_uri or f"sqlite:///{os.path.join(local_dir, 'mlflow.db')}"
     tracking.check_reachable(mlflow_uri)
+    if mlflow_uri == f"sqlite:///{os.path.join(local_dir, 'mlflow.db')}":  # the sweep's own store, maybe moved
+        tracking.relocate(os.path.join(local_dir, "mlflow.db"), os.path.join(local_dir, "mlartifacts"))
     ray_storage = storage if store.is_remote(storage) else os.path.abspath(storage)
     sweep_dir = store.join(ray_storage, name)
     n = num_samples or exp.num_samples
@@ -272,8 +296,9 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
                       device)
         optuna_uri = f"sqlite:///{os.path.join(local_dir, 'optuna.db')}" if exp.search == "optuna" else None
         store.write_json(store.join(sweep_dir, "sweep.json"), {  # where everything of this sweep lives
-            "experiment": exp.name, "name": name, "storage": ray_storage, "mlflow_uri": mlflow_uri,
-            "mlflow_experiment_id": exp_id, "optuna_storage": optuna_uri, "optuna_study": name if optuna_uri else None,
+            "experiment": exp.name, "name": name, "storage": store.relative(ray_storage, sweep_dir),
+            "mlflow_uri": _beside(mlflow_uri, sweep_dir), "mlflow_experiment_id": exp_id,
+            "optuna_storage": _beside(optuna_uri, sweep_dir), "optuna_study": name if optuna_uri else None,
             "smoke": smoke, "objectives": exp.objectives, "constraints": exp.constraints})
         resources = {"cpu": exp.cpus_per_trial if exp.workers == 0 else 1,
                      "gpu": exp.gpus_per_worker if exp.workers == 0 else 0}

@@ -73,3 +73,21 @@ def test_a_damaged_saved_state_is_reported_not_used(tmp_path_factory, monkeypatc
     state.write_bytes(bytes(data))
     with pytest.raises(store.CorruptCheckpoint, match="unlearn-state.parquet"):
         run_trial(_cfg(), root, str(trial_dir), resume=True)
+
+
+def test_a_finished_trial_in_a_moved_storage_points_at_the_copy(tmp_path):
+    old = tmp_path / "runs"
+    trial_dir = old / "sweep" / "trials" / "t1"
+    store.write_json(str(trial_dir / "config.json"), _cfg().to_dict())
+    store.write_json(str(trial_dir / "result.json"), {
+        "trial_dir": str(trial_dir), "unlearned_uri": str(old / "store" / "unlearned" / "u.parquet"),
+        "attack_uris": {"10": str(trial_dir / "attack-000010.parquet")}, "elsewhere": "s3://b/x", "attempts": 1})
+    new = tmp_path / "copied" / "runs"
+    new.parent.mkdir()
+    old.rename(new)
+    moved_dir = str(new / "sweep" / "trials" / "t1")
+    res = run_trial(_cfg(), str(new / "store"), moved_dir, resume=True)
+    assert res == {"trial_dir": moved_dir, "unlearned_uri": str(new / "store" / "unlearned" / "u.parquet"),
+                   "attack_uris": {"10": f"{moved_dir}/attack-000010.parquet"}, "elsewhere": "s3://b/x",
+                   "attempts": 1}
+    assert store.read_json(f"{moved_dir}/result.json") == res and not old.exists()

@@ -75,3 +75,17 @@ def test_an_output_location_is_checked_before_any_work(tmp_path):
         store.ensure_writable(str(tmp_path / "f"), "--out")
     with pytest.raises(RaysweepError, match=r"^--storage /proc/raysweep-x is not writable: "):
         store.ensure_writable("/proc/raysweep-x", "--storage")
+
+
+def test_uris_inside_a_sweep_are_relative_and_a_moved_result_is_rebased():
+    assert store.relative("/a/runs/store/u/x.parquet", "/a/runs/sw") == "../store/u/x.parquet"
+    assert store.relative("s3://b/runs/sw/trials/t/a.parquet", "s3://b/runs/sw") == "trials/t/a.parquet"
+    assert store.relative("s3://other/x.parquet", "s3://b/runs/sw") == "s3://other/x.parquet"  # another storage
+    assert store.relative("s3://b/x.parquet", "/a/runs/sw") == "s3://b/x.parquet"
+    for uri, root in [("/a/runs/store/u/x.parquet", "/a/runs/sw"), ("s3://b/runs/store/x", "s3://b/runs/sw"),
+                      ("s3://b/runs/sw/trials/t/a.parquet", "s3://b/runs/sw"), ("s3://other/x", "/a/runs")]:
+        assert store.locate(store.relative(uri, root), root) == uri
+    old, new = store.moved_root("/a/runs/sw/trials/t", "/z/copy/sw/trials/t")
+    assert (old, new) == ("/a/runs", "/z/copy")
+    moved = store.rebase({"u": "/a/runs/store/x", "l": ["/a/runs/sw/t/a", "/a/runsx/y", 3]}, old, new)
+    assert moved == {"u": "/z/copy/store/x", "l": ["/z/copy/sw/t/a", "/a/runsx/y", 3]}

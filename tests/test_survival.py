@@ -71,12 +71,21 @@ def test_killed_driver_then_resume_finishes_the_sweep(tmp_path, ray_env, base_st
     interrupted = [d.name for d in trial_dirs(sweep) if not (d / "result.json").exists()]
     assert not (sweep / "results.parquet").exists()
 
+    old, storage = storage, tmp_path / "moved"  # the user moves the whole storage before resuming
+    shutil.move(old, storage)
+    sweep = storage / "surv"
     res = run_cli("raysweep.tune", EXP, "--storage", str(storage), "--name", "surv", "--num-samples", "2",
                   "--resume", "--json", timeout=600, env=ray_env)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = rows_of(sweep)
     assert len(rows) == 2 and {r["status"] for r in rows} == {"ok"}
     assert len({r["trial_id"] for r in rows}) == 2
+    assert not old.exists()  # nothing was written at the old place...
+    assert not [v for r in rows for v in r.values() if isinstance(v, str) and str(old) in v]  # ...or points there
+    for r in rows:
+        uris = [r["unlearned_uri"], *json.loads(r["attack_uris"]).values()]
+        assert uris and all(Path(store.locate(u, str(sweep))).is_file() for u in uris)
+    assert json.loads((sweep / "sweep.json").read_text())["optuna_storage"] == "optuna.db"
     for name, mtime in finished.items():  # finished trials were not rerun
         assert (sweep / "trials" / name / "result.json").stat().st_mtime_ns == mtime
         assert len(attempts(sweep / "trials" / name)) == 1
@@ -88,6 +97,7 @@ def test_killed_driver_then_resume_finishes_the_sweep(tmp_path, ray_env, base_st
     runs = client.search_runs([client.get_experiment_by_name("surv").experiment_id])
     assert sorted(r.data.tags["trial_id"] for r in runs) == sorted(r["trial_id"] for r in rows)
     assert {r.info.status for r in runs} == {"FINISHED"}
+    assert all(r.info.artifact_uri.startswith(str(sweep / "mlartifacts")) for r in runs)  # the copy's artifacts
 
     # the restored searcher continued the same study: no stale RUNNING trial, no duplicate (cf. ray#30861)
     study = optuna.load_study(study_name="surv", storage=f"sqlite:///{sweep / 'optuna.db'}")
@@ -246,10 +256,13 @@ def test_sweep_on_s3_storage(s3, tmp_path, ray_env):
     fs, path = store.resolve("s3://raysweep/sweeps/ons3/results.parquet")
     with fs.open_input_file(path) as f:
         (row,) = pq.read_table(f).to_pylist()
-    # the unlearned model lives in the storage's shared store (trials that differ only in the attack share it)
-    assert row["status"] == "ok" and row["unlearned_uri"].startswith("s3://raysweep/sweeps/store/unlearned/")
-    assert all(u.startswith("s3://raysweep/sweeps/ons3/trials/") for u in json.loads(row["attack_uris"]).values())
-    state, meta = store.load_state(row["unlearned_uri"])  # content hash verified on the way
+    # the unlearned model lives in the storage's shared store (trials that differ only in the attack share it);
+    # the table holds URIs relative to the sweep, so a synced copy of it finds them too
+    assert row["status"] == "ok" and row["unlearned_uri"].startswith("../store/unlearned/")
+    assert all(u.startswith("trials/") for u in json.loads(row["attack_uris"]).values())
+    uri = store.locate(row["unlearned_uri"], "s3://raysweep/sweeps/ons3")
+    assert uri.startswith("s3://raysweep/sweeps/store/unlearned/")
+    state, meta = store.load_state(uri)  # content hash verified on the way
     assert meta["kind"] == "unlearned" and state
     info = store.read_json("s3://raysweep/sweeps/ons3/sweep.json")
     assert info["optuna_storage"].startswith("sqlite:///") and Path(info["optuna_storage"][10:]).exists()

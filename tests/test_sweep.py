@@ -1,5 +1,6 @@
 """The sweep system end to end: a real local Ray, a real MLflow server on 127.0.0.1, Optuna in SQLite."""
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,6 +12,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import assert_one_line_error, kill_ray_under, run_cli, run_clis
+from raysweep import store
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -28,7 +30,9 @@ def test_smoke_sweep_three_stores_agree(smoke_sweep, mlflow_server):
     for r in rows:
         assert r["unlearn.method"] in ("dimum", "salun", "ga") and r["unlearn.steps"] <= 20
         assert 0 <= r["ar_dimra_max"] <= 1 and r["fid_judge"] >= 0 and r["ar_dimra_final"] == r["ar_dimra/20"]
-        assert Path(r["unlearned_uri"]).exists() and all(Path(u).exists() for u in json.loads(r["attack_uris"]).values())
+        uris = [r["unlearned_uri"], *json.loads(r["attack_uris"]).values()]  # relative to the sweep
+        assert not any(os.path.isabs(u) for u in uris)
+        assert all(Path(store.locate(u, str(storage / "smoke"))).is_file() for u in uris)
     by_id = {r["trial_id"]: r for r in rows}
 
     client = MlflowClient(mlflow_server)

@@ -27,3 +27,25 @@ def test_experiment_kind_run_names_and_a_cleared_error(tmp_path):
     tracking.end_run(uri, run_id, ok=True)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and "error" not in run.data.tags
+
+
+def test_a_moved_sweeps_store_finds_its_artifacts_in_the_copy(tmp_path):
+    sweep = tmp_path / "runs" / "s"
+    uri = f"sqlite:///{sweep / 'mlflow.db'}"
+    sweep.mkdir(parents=True)
+    exp_id = tracking.experiment_id(uri, "s", str(sweep / "mlartifacts"))
+    client = MlflowClient(uri)
+    run_id = client.create_run(exp_id).info.run_id
+    (tmp_path / "grid.png").write_bytes(b"png")
+    client.log_artifact(run_id, str(tmp_path / "grid.png"))
+    assert not tracking.relocate(str(sweep / "mlflow.db"), str(sweep / "mlartifacts"))  # in place: nothing to do
+
+    moved = tmp_path / "elsewhere" / "s"
+    moved.parent.mkdir()
+    sweep.rename(moved)
+    assert tracking.relocate(str(moved / "mlflow.db"), str(moved / "mlartifacts"))
+    client = MlflowClient(f"sqlite:///{moved / 'mlflow.db'}")
+    assert client.get_experiment(exp_id).artifact_location == str(moved / "mlartifacts" / "s")
+    assert client.get_run(run_id).info.artifact_uri.startswith(str(moved / "mlartifacts" / "s" / run_id))
+    got = client.download_artifacts(run_id, "grid.png", str(tmp_path))
+    assert open(got, "rb").read() == b"png" and not sweep.exists()
