@@ -68,6 +68,11 @@ METRICS: dict[str, Metric] = {
     "unlearn_steps_run": M("min", "scalar", "unlearning steps actually run (the stop rule may end early)"),
     "unlearn_seconds": M("min", "scalar", "wall seconds of unlearning"),
     "attack_seconds": M("min", "scalar", "wall seconds of the attack"),
+    # the attacker's budget (budget.py): meaningful for a trial that forgot (ar_mu below τ = 0.5)
+    "steps_to_recovery": M("max", "scalar", "first DiMRA checkpoint with AR(c_u) >= 0.5; the budget when never"),
+    "steps_to_recovery_censored": M("max", "scalar", "1 when AR never reached 0.5: the attacker needs more"),
+    "recovery_auc": M("min", "scalar", "mean AR(c_u) over the attack (trapezoids over its checkpoints)"),
+    "attack_images": M("max", "scalar", "images the attacker finetuned on: last checkpoint x attack batch size"),
     "seconds": M("min", "scalar", "wall seconds of the trial"),
     # two-factor datasets (UnlearnCanvas terms)
     "ua": M("max", "scalar", "1 - ar_mu: target samples not read as the target"),

@@ -57,6 +57,7 @@ def result_rows(grid, exp: Experiment, smoke: bool, unfinished: frozenset[str] =
                 row[k] = v
         row["unlearned_uri"] = m.get("unlearned_uri", "")
         row["attack_uris"] = m.get("attack_uris", "{}")
+        row["node_id"], row["host"] = m.get("node_id", ""), m.get("host", "")  # where it finished
         row["mlflow_run_id"] = m.get("mlflow_run_id", "")
         row["mlflow_status"] = m.get("mlflow_status", "pending")
         row["attempts"] = m.get("attempts", 0)

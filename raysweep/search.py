@@ -1,9 +1,25 @@
 """Optuna inside Ray Tune, with feasibility constraints (imported only when a sweep starts: it pulls in Ray)."""
 from __future__ import annotations
 
+import os
+
+import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from .experiment import violations
+
+MOVED_TO: str | None = None  # set while a moved sweep is restored (tune._restored_here)
+
+
+class SweepStorage(optuna.storages.RDBStorage):
+    """The sweep's Optuna study in SQLite. Tune pickles the searcher, and this storage with it, at the path it was
+    made with; unpickled while ``MOVED_TO`` is set it opens the study there instead, where a moved or copied sweep
+    has it now (unpickling the plain storage would open, or create, a database at the old path)."""
+
+    def __setstate__(self, state: dict) -> None:
+        if MOVED_TO and state["url"].startswith("sqlite:///"):
+            state = {**state, "url": "sqlite:///" + os.path.join(MOVED_TO, os.path.basename(state["url"]))}
+        super().__setstate__(state)
 
 
 def constraint_values(trial) -> list[float]:

@@ -70,8 +70,8 @@ def relocate(db: str, artifacts: str) -> bool:
         if old is None:
             return False
         for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
-            con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE {column} LIKE ?",
-                        (artifacts, len(old) + 1, old + "/%"))
+            con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE substr({column}, 1, ?) = ?",
+                        (artifacts, len(old) + 1, len(old) + 1, old + "/"))
     return True
 
 

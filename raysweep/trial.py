@@ -30,6 +30,7 @@ import torch.nn as nn
 from . import plots, store
 from .attack import dimra
 from .bases import Bases, get_retrain, load_bases, new_unet, retrain_seed
+from .budget import budget_metrics
 from . import commands
 from .cli import config_from, device_from, run
 from .config import Config, content_hash
@@ -210,6 +211,7 @@ def attack_phase(t: Trial, model: nn.Module, out: dict) -> dict:
         "attack_lr": cfg.attack.lr, "attack_resumed_from": a_state.step if a_state else None,
         "attack_uris": {str(k): t.path(f"attack-{k:06d}.parquet") for k in att.ar if k > 0},
     }
+    res.update(budget_metrics(res["ar_dimra"], cfg.attack.batch_size, res["attack_seconds"]))
     if cfg.attack.control:
         curve = control_curve(cfg, t.bases, t.target, t.root, t.progress)
         res["ar_dimra_base"] = curve
@@ -269,10 +271,18 @@ def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Repo
     return out
 
 
+def where() -> dict:
+    """This process's host and, inside Ray, its node id: which node ran what."""
+    node = ""
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        node = sys.modules["ray"].get_runtime_context().get_node_id()
+    return {"host": socket.gethostname(), "node_id": node}
+
+
 def _record_attempt(uri: str, resume: bool) -> int:
-    """attempts.json: one entry per start of this trial (host, pid, time), so restarts are visible."""
+    """attempts.json: one entry per start of this trial (host, Ray node, pid, time), so restarts are visible."""
     seen = store.read_json(uri) if resume and store.exists(uri) else []
-    seen.append({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})
+    seen.append({**where(), "pid": os.getpid(), "started": time.time()})
     store.write_json(uri, seen)
     return len(seen)
 

@@ -32,7 +32,7 @@ from .experiment import SMOKE_MAX_SAMPLES, SMOKE_MAX_UNLEARN_STEPS, Experiment, 
 from .metrics import CURVES
 from .resolve import resolve
 from .results import result_rows, trial_id_of, write_table
-from .trial import run_trial
+from .trial import run_trial, where
 
 
 @dataclasses.dataclass
@@ -107,13 +107,13 @@ def trainable(params: dict, setup: Setup) -> None:
     logged = bool(run_id) and _mlflow(lambda: (tracking.log_result(setup.mlflow_uri, run_id, result),
                                                tracking.end_run(setup.mlflow_uri, run_id, ok=True), True)[-1])
     final = portable({"attack_uris": {}, **result}, setup.sweep_dir)
-    ray.tune.report({**scalars(final), "phase": "final", "trial_id": trial_id, "mlflow_run_id": run_id or "",
+    ray.tune.report({**scalars(final), **where(), "phase": "final", "trial_id": trial_id, "mlflow_run_id": run_id or "",
                      "mlflow_status": "logged" if logged else "pending", "attack_uris": final["attack_uris"]})
 
 
 def _tags(setup: Setup, cfg, trial_dir: str) -> dict[str, str]:
     return {"experiment": setup.exp.name, "method": cfg.unlearn.method, "forget_class": str(cfg.data.forget_class),
-            "target": resolve(cfg).target.spec, "trial_dir": trial_dir, "smoke": str(setup.smoke)}
+            "target": resolve(cfg).target.spec, "trial_dir": trial_dir, "smoke": str(setup.smoke), **where()}
 
 
 def _run_name(setup: Setup, cfg, params: dict) -> str:
@@ -204,9 +204,9 @@ def _searcher(exp: Experiment, sweep_dir_local: str, name: str):
         return None
     import optuna
 
-    from .search import ConstrainedOptunaSearch, constraint_values
+    from .search import ConstrainedOptunaSearch, SweepStorage, constraint_values
 
-    storage = optuna.storages.RDBStorage(f"sqlite:///{os.path.join(sweep_dir_local, 'optuna.db')}")
+    storage = SweepStorage(f"sqlite:///{os.path.join(sweep_dir_local, 'optuna.db')}")
     sampler = optuna.samplers.NSGAIISampler(seed=exp.seed,
                                             constraints_func=constraint_values if exp.constraints else None)
     return ConstrainedOptunaSearch(metric=list(exp.objectives), mode=list(exp.objectives.values()), sampler=sampler,
@@ -230,6 +230,33 @@ def _local_dir(storage: str, name: str) -> str:
         os.path.join("runs", name))
     os.makedirs(path, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def _restored_here(ray_storage: str, name: str, local_dir: str, optuna_study: bool):
+    """Tune's restore unpickles its saved state with the paths it was made with. Ray re-points the restored trials
+    at a moved experiment, but not the experiment spec its searcher keeps (trials it has yet to start would be
+    created at the old place) nor, of course, the searcher's Optuna storage. Inside this context both are re-pointed
+    at where the sweep is now (Ray's StorageContext has no pickling hook of its own; this one is installed only
+    while the state loads)."""
+    from ray.train._internal.storage import StorageContext, get_fs_and_path
+
+    from . import search
+
+    fs, fs_path = get_fs_and_path(ray_storage, None)
+
+    def setstate(self, state: dict) -> None:
+        if state.get("experiment_dir_name") == name and state.get("storage_fs_path") != fs_path:
+            state = {**state, "storage_fs_path": fs_path, "storage_filesystem": fs}
+        self.__dict__.update(state)
+
+    StorageContext.__setstate__ = setstate
+    search.MOVED_TO = local_dir if optuna_study else None
+    try:
+        yield
+    finally:
+        del StorageContext.__setstate__
+        search.MOVED_TO = None
 
 
 def _beside(uri: str | None, sweep_dir: str) -> str | None:
@@ -308,15 +335,18 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
         path = store.join(ray_storage, name)
         space = smoke_space(exp.space) if smoke else exp.space
         if resume:
-            tuner = tune.Tuner.restore(path, trainable=fn, param_space=space, resume_unfinished=True,
-                                       resume_errored=False, restart_errored=False)
+            tuner = None
         else:
             tuner = tune.Tuner(fn, param_space=space, run_config=run_config, tune_config=tune.TuneConfig(
                 search_alg=_searcher(exp, local_dir, name), scheduler=_scheduler(exp), num_samples=n,
                 max_concurrent_trials=concurrent))
         start = time.perf_counter()
         try:
-            with stop_signals() as stop:
+            # a restored sweep's state is unpickled at restore and again at fit: both where the sweep is now
+            with (_restored_here(ray_storage, name, local_dir, exp.search == "optuna") if resume
+                  else contextlib.nullcontext()), stop_signals() as stop:
+                tuner = tuner or tune.Tuner.restore(path, trainable=fn, param_space=space, resume_unfinished=True,
+                                                    resume_errored=False, restart_errored=False)
                 grid = tuner.fit()
         except Exception as e:  # the sweep itself (not a trial) failed
             raise RaysweepError(f"sweep {name} could not run: {type(e).__name__}: "

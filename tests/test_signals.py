@@ -28,3 +28,27 @@ def test_an_error_of_the_machine_is_one_line_and_exit_1(capsys):
     with pytest.raises(SystemExit) as e:
         cli.run(disk_full, as_json=True)
     assert e.value.code == 1 and capsys.readouterr() == ("", "error: [Errno 28] No space left on device\n")
+
+
+def test_sigterm_stops_a_sweep_like_ctrl_c_and_says_how_to_resume(tmp_path, ray_env):
+    """What a cluster scheduler or `kill` sends: the same graceful stop as Ctrl-C (tested with a resume in
+    test_survival.py), reported with the shell's 143."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from conftest import ROOT
+
+    sweep = tmp_path / "sweeps" / "term"
+    proc = start_cli("raysweep.tune", str(ROOT / "tests" / "data" / "survival_sweep.py"), "--smoke",
+                     "--storage", str(tmp_path / "sweeps"), "--name", "term", "--num-samples", "1", "--json",
+                     env=ray_env)
+    wait_for(lambda: any(sweep.glob("trials/*/config.json")), proc, timeout=300)
+    proc.send_signal(signal.SIGTERM)
+    out, err = finish(proc, timeout=300)
+    assert proc.returncode == 143, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["signal"] == 15 and summary["interrupted"] == 1
+    assert summary["resume"].endswith("--name term --smoke --resume")
+    (row,) = pq.read_table(sweep / "results.parquet").to_pylist()
+    assert row["status"] == "interrupted" and "--resume" in row["error"]

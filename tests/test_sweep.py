@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -30,6 +31,7 @@ def test_smoke_sweep_three_stores_agree(smoke_sweep, mlflow_server):
     for r in rows:
         assert r["unlearn.method"] in ("dimum", "salun", "ga") and r["unlearn.steps"] <= 20
         assert 0 <= r["ar_dimra_max"] <= 1 and r["fid_judge"] >= 0 and r["ar_dimra_final"] == r["ar_dimra/20"]
+        assert r["host"] == socket.gethostname() and len(r["node_id"]) == 56  # which Ray node ran it
         uris = [r["unlearned_uri"], *json.loads(r["attack_uris"]).values()]  # relative to the sweep
         assert not any(os.path.isabs(u) for u in uris)
         assert all(Path(store.locate(u, str(storage / "smoke"))).is_file() for u in uris)
@@ -43,6 +45,7 @@ def test_smoke_sweep_three_stores_agree(smoke_sweep, mlflow_server):
     for run in runs:
         row = by_id[run.data.tags["trial_id"]]
         assert run.info.status == "FINISHED" and run.data.tags["method"] == row["unlearn.method"]
+        assert run.data.tags["node_id"] == row["node_id"] and run.data.tags["host"] == row["host"]
         assert run.info.run_name.startswith(f"{row['unlearn.method']} steps={row['unlearn.steps']} ")  # as run
         assert run.data.metrics["ar_dimra_max"] == pytest.approx(row["ar_dimra_max"])
         assert run.data.params["unlearn.steps"] == str(row["unlearn.steps"])
