@@ -81,6 +81,10 @@ class Experiment:
             get_leaf(probe, key)
         if self.workers < 0 or self.cpus_per_trial < 1:
             raise ConfigError(f"experiment {self.name}: workers must be >= 0 and cpus_per_trial >= 1")
+        g = self.gpus_per_worker
+        if not (isinstance(g, (int, float)) and math.isfinite(g) and g >= 0 and (g <= 1 or float(g).is_integer())):
+            raise ConfigError(f"experiment {self.name}: gpus_per_worker must be a fraction in [0, 1] (trials packed "
+                              f"on one GPU) or a whole number of GPUs, got {g}")
         if self.workers > 1:  # the trial's loop has no DDP wrapper yet: W > 1 would train W copies apart
             raise ConfigError(f"experiment {self.name}: workers > 1 (DDP inside one trial) is not supported yet; "
                               "use workers 0 (in-process) or 1 (one Ray Train worker, e.g. on a GPU)")

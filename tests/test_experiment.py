@@ -1,0 +1,21 @@
+"""An experiment file's resources are checked before anything starts."""
+import math
+
+import pytest
+
+from raysweep.config import ConfigError
+from raysweep.experiment import Experiment
+
+
+def _exp(**kw):
+    return Experiment("x", {"unlearn.steps": 10}, {"ar_dimra_max": "min"}, **kw)
+
+
+def test_gpus_per_worker_is_a_fraction_up_to_one_or_a_whole_number():
+    for g in (0, 0.25, 0.5, 1, 2, 4.0):  # four trials packed on a GPU ... whole GPUs per worker
+        assert _exp(gpus_per_worker=g).validate().gpus_per_worker == g
+    for g in (1.5, -0.25, math.nan, math.inf):
+        with pytest.raises(ConfigError, match="gpus_per_worker must be a fraction in \\[0, 1\\]"):
+            _exp(gpus_per_worker=g).validate()
+    with pytest.raises(ConfigError, match="workers must be >= 0"):
+        _exp(workers=-1).validate()
