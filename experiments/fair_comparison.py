@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fair_tune import FEASIBLE, STUDY, tuning  # noqa: E402
 
+from raysweep.budget import TAU, steps_to_recovery  # noqa: E402
 from raysweep.experiment import violations  # noqa: E402
 from raysweep.study import Log, ci, job, run_jobs, write_csv  # noqa: E402
 from raysweep.stats import bootstrap_mean, paired_difference, spearman, verdict  # noqa: E402
@@ -197,6 +198,13 @@ def by_replicate(rows, metric) -> dict:
     return {(r["overrides"]["pretrain.seed"], r["overrides"]["unlearn.seed"]): r[metric] for r in rows}
 
 
+def reached(rs: list[dict], tau: float = TAU) -> str:
+    """How many replicates the attack brought back to AR >= tau within its budget, and the median first checkpoint
+    among those (the others are censored at the budget: a median over all would understate them)."""
+    hits = [k for k, censored in (steps_to_recovery(r["ar_dimra"], tau) for r in rs) if not censored]
+    return f"{len(hits)}/{len(rs)}" + (f" ({statistics.median(hits):g})" if hits else f" (> {ATTACK[-1]:,})")
+
+
 def rule_line(name: str, mean: float, lo: float, hi: float, n: int, threshold: float, holds_when: str,
               min_n: int = 5) -> str:
     """A claim's line; below the design's replicate count (5 fresh seeds for the confirmation) it is inconclusive
@@ -276,14 +284,15 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
     for lr in LRS:
         L += [f"### Attack lr {lr:g}", "",
               "| method | feasible | ar_mu | " + " | ".join(f"AR@{k}" for k in ATTACK[1:])
-              + " | ar_dimra_max | recovery | retain_acc → after attack | FID (vs base + δ) |",
-              "|---|---|---|" + "---|" * (len(ATTACK) - 1) + "---|---|---|---|"]
+              + " | ar_dimra_max | recovery | AR ≥ 0.5 reached (median first step) | retain_acc → after attack "
+              "| FID (vs base + δ) |",
+              "|---|---|---|" + "---|" * (len(ATTACK) - 1) + "---|---|---|---|---|"]
         for m in [*METHODS, "retrain"]:
             rs = [r for r in confirm if r["method"] == m and r["attack_lr"] == lr]
             if not rs:
                 why = ("infeasible, not confirmed (see 1)" if best.get(m) is not None and not best[m].confirm
                        else "not run yet")
-                L.append(f"| {m} | {why} |" + " |" * (len(ATTACK) + 5))
+                L.append(f"| {m} | {why} |" + " |" * (len(ATTACK) + 6))
                 continue
             label = m if m == "retrain" or best.get(m) is None or best[m].feasible else f"{m} (infeasible: closest)"
             strata = [r["overrides"]["pretrain.seed"] for r in rs]
@@ -292,7 +301,7 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
                      + " | ".join(mean_ci([r["ar_dimra"].get(str(k), math.nan) for r in rs], strata)
                                   for k in ATTACK[1:])
                      + f" | {mean_ci([r['ar_dimra_max'] for r in rs], strata)} | "
-                     f"{mean_ci([r['recovery'] for r in rs], strata)} | "
+                     f"{mean_ci([r['recovery'] for r in rs], strata)} | {reached(rs)} | "
                      f"{statistics.mean(r['retain_acc'] for r in rs):.3f} → "
                      f"{statistics.mean(r['retain_acc_final'] for r in rs):.3f} | "
                      f"{statistics.mean(r['fid_judge'] for r in rs):.2f} "

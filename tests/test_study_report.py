@@ -56,3 +56,12 @@ def test_no_verdict_below_the_designed_replicate_count():
     assert "**inconclusive (n = 3 < 5 so far)**" in rule_line("m", 0.0, 0.0, 0.0, 3, 0.1, "below")
     assert "**reproduced**" in rule_line("m", 0.0, 0.0, 0.02, 6, 0.1, "below")
     assert "**refuted**" in rule_line("m", 0.5, 0.3, 0.7, 6, 0.1, "below")
+
+
+def test_recovery_within_the_budget_counts_censored_replicates_apart():
+    from fair_comparison import reached
+
+    rows = [{"ar_dimra": {"0": 0.0, "250": 0.1, "500": 0.6, "1000": 0.9, "2000": 0.9}},
+            {"ar_dimra": {"0": 0.0, "250": 0.7, "500": 0.8, "1000": 0.9, "2000": 0.9}},
+            {"ar_dimra": {"0": 0.0, "250": 0.0, "500": 0.1, "1000": 0.2, "2000": 0.3}}]  # never: censored
+    assert reached(rows) == "2/3 (375)" and reached(rows[2:]) == "0/1 (> 2,000)"
