@@ -59,6 +59,15 @@ def run_clis(commands: dict, timeout=300, env=None) -> dict:
     return done
 
 
+def in_process(main, argv: list[str], capsys) -> subprocess.CompletedProcess:
+    """A command's ``main(argv)`` run in this process, for inputs it must refuse: its exit code and output, as
+    ``run_cli`` gives them, without paying a fresh interpreter's imports (what import or exit print is checked
+    through a real process once per command)."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return subprocess.CompletedProcess(argv, e.value.code, *capsys.readouterr())
+
+
 def wait_for(predicate, proc, timeout=300):
     deadline = time.time() + timeout
     while not predicate():

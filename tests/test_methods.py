@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from conftest import assert_one_line_error, run_cli, run_clis, tiny_config
+from conftest import assert_one_line_error, in_process, run_cli, tiny_config
 from raysweep import store
 from raysweep.config import RaysweepError
 from raysweep.datasets import load_dataset
@@ -328,15 +328,12 @@ BAD_TRIALS = {  # what the one error line must name -> the arguments
 }
 
 
-@pytest.fixture(scope="module")
-def bad_trials(tmp_path_factory):
-    return run_clis({k: ("raysweep.trial", "--out", str(tmp_path_factory.mktemp("bad")), *TRIAL, *a)
-                     for k, a in BAD_TRIALS.items()})
-
-
 @pytest.mark.parametrize("needle", list(BAD_TRIALS))
-def test_trial_bad_input_is_one_line(bad_trials, needle):
-    assert_one_line_error(bad_trials[needle], needle)
+def test_trial_bad_input_is_one_line(needle, tmp_path, capsys):
+    from raysweep import trial
+
+    assert_one_line_error(in_process(trial.main, ["--out", str(tmp_path), *TRIAL, *BAD_TRIALS[needle]], capsys),
+                          needle)
 
 
 def test_trial_cli_json(tmp_path):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from conftest import assert_one_line_error, run_cli, run_clis
+from conftest import assert_one_line_error, in_process, run_cli
 
 TINY = ["--set", "model.preset=tiny", "--set", "pretrain.steps=30", "--set", "judge.epochs=3",
         "--set", "eval.steps=4", "--set", "eval.n_per_class=8"]
@@ -36,12 +36,8 @@ BAD = {  # what the one error line must name -> the arguments
 }
 
 
-@pytest.fixture(scope="module")
-def bad_runs(tmp_path_factory):
-    return run_clis({k: ("raysweep.pretrain", "--out", str(tmp_path_factory.mktemp("bad")), *a)
-                     for k, a in BAD.items()})
-
-
 @pytest.mark.parametrize("needle", list(BAD))
-def test_bad_input_is_one_line_and_nonzero(bad_runs, needle):
-    assert_one_line_error(bad_runs[needle], needle)
+def test_bad_input_is_one_line_and_nonzero(needle, tmp_path, capsys):
+    from raysweep import pretrain
+
+    assert_one_line_error(in_process(pretrain.main, ["--out", str(tmp_path), *BAD[needle]], capsys), needle)

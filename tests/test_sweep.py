@@ -2,7 +2,6 @@
 import json
 import os
 import socket
-import subprocess
 from pathlib import Path
 
 import optuna
@@ -11,7 +10,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import assert_one_line_error, run_cli, run_clis
+from conftest import assert_one_line_error, in_process, run_cli
 from raysweep import store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,27 +106,28 @@ def test_sweep_bad_input_is_one_line(needle, tmp_path, capsys, monkeypatch):
     from raysweep import tune
 
     monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))
-    with pytest.raises(SystemExit) as e:
-        tune.main([*BAD_SWEEPS[needle], "--storage", str(tmp_path / "sweeps")])
-    res = subprocess.CompletedProcess([], e.value.code, *capsys.readouterr())
-    assert_one_line_error(res, needle)
+    assert_one_line_error(in_process(tune.main, [*BAD_SWEEPS[needle], "--storage", str(tmp_path / "sweeps")],
+                                      capsys), needle)
     assert not (tmp_path / "ray").exists()  # no Ray runtime was started
 
 
-def test_bad_storage_and_a_missing_sweep_to_resume_are_one_line(tmp_path, ray_env):
+def test_bad_storage_and_a_missing_sweep_to_resume_are_one_line(tmp_path, capsys, monkeypatch):
+    from raysweep import trial, tune
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))
     a_file = tmp_path / "not-a-dir"
     a_file.write_text("x")
     steps = str(ROOT / "experiments" / "steps_sweep.py")
-    res = run_clis({"file": ("raysweep.tune", steps, "--storage", str(a_file)),
-                    "readonly": ("raysweep.tune", steps, "--storage", "/proc/raysweep-storage"),
-                    "resume": ("raysweep.tune", steps, "--storage", str(tmp_path / "empty"), "--resume"),
-                    "nan": ("raysweep.trial", "--set", "unlearn.lr=nan", "--out", str(tmp_path / "t"))},
-                   timeout=120, env=ray_env)
-    assert_one_line_error(res["file"], "is a file, not a directory")
-    assert_one_line_error(res["readonly"], "--storage /proc/raysweep-storage is not writable")
-    assert_one_line_error(res["resume"], "no sweep 'steps_sweep'", "to resume")
-    assert_one_line_error(res["nan"], "unlearn.lr must be a finite number")
+    assert_one_line_error(in_process(tune.main, [steps, "--storage", str(a_file)], capsys),
+                          "is a file, not a directory")
+    assert_one_line_error(in_process(tune.main, [steps, "--storage", "/proc/raysweep-storage"], capsys),
+                          "--storage /proc/raysweep-storage is not writable")
+    assert_one_line_error(in_process(tune.main, [steps, "--storage", str(tmp_path / "empty"), "--resume"], capsys),
+                          "no sweep 'steps_sweep'", "to resume")
+    assert_one_line_error(in_process(trial.main, ["--set", "unlearn.lr=nan", "--out", str(tmp_path / "t")], capsys),
+                          "unlearn.lr must be a finite number")
     assert not (tmp_path / "empty" / "steps_sweep" / "results.parquet").exists()
+    assert not (tmp_path / "ray").exists()  # all refused before a Ray runtime started
 
 
 def test_cluster_yaml_passes_rays_schema():
