@@ -40,7 +40,7 @@ def aux_data(cfg: Config, ds: Dataset, model: nn.Module, target: Target):
         labels = torch.cat([torch.full((a.generated_per_class,), c) for c in target.retain])
         g = torch.Generator().manual_seed(derive(a.seed, "aux_generated"))
         generated = (gen(labels, torch.randn((len(labels), *ds.train_x.shape[1:]), generator=g)), labels)
-    return aux_stream(ds, target, a.aux, a.batch_size, a.seed, generated)
+    return aux_stream(ds, target, a.aux, a.batch_size, a.seed, generated, a.aux_size)
 
 
 def dimra(model: nn.Module, cfg: Config, ds: Dataset, target: Target, evaluator: Evaluator,

@@ -190,19 +190,39 @@ def alternative_stream(ds: Dataset, target: Target, spec: str, batch_size: int, 
     return stream(x[keep], target.relabel(y[keep]), batch_size, seed)
 
 
-AUX_CHOICES = ("test", "retain", "generated")
+AUX_CHOICES = ("test", "retain", "generated", "class:K")
+
+
+def parse_aux(spec: str, target: Target) -> tuple[str, int | None]:
+    """``test`` | ``retain`` | ``generated`` | ``class:K`` (one neighbouring class's test images) -> (kind, K)."""
+    if spec in ("test", "retain", "generated"):
+        return spec, None
+    if spec.startswith("class:"):
+        try:  # the same rules as DiMUM's alternative: an integer class in range, not the target's
+            return parse_alternative(spec, target)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("alternative", "attack.aux", 1)) from None
+    raise ConfigError(f"unknown attack.aux {spec!r}; choose one of {list(AUX_CHOICES)}")
 
 
 def aux_stream(ds: Dataset, target: Target, spec: str, batch_size: int, seed: int,
-               generated: Batch | None = None) -> Iterator[Batch]:
-    """DiMRA's D_aux with true labels; by construction it never contains the target."""
-    if spec in ("test", "retain"):
-        x, y = ds.where(target, False, "test" if spec == "test" else "train")
-    elif spec == "generated":
+               generated: Batch | None = None, size: int = 0) -> Iterator[Batch]:
+    """DiMRA's D_aux with true labels; by construction it never contains the target. ``size`` > 0: the attacker
+    holds only that many of those images (a subset drawn with ``seed``)."""
+    kind, k = parse_aux(spec, target)
+    if kind == "generated":
         if generated is None:
             raise RaysweepError("aux 'generated' needs samples of the unlearned model")
-        keep = ~target.mask(generated[1])
-        x, y = generated[0][keep], generated[1][keep]
+        x, y = generated
     else:
-        raise ConfigError(f"unknown aux data {spec!r}; choose one of {list(AUX_CHOICES)}")
+        x, y = ds.split("train" if kind == "retain" else "test")
+    keep = ~target.mask(y)
+    if kind == "class":
+        keep &= ds.conditions.object_of(y) == k
+    x, y = x[keep], y[keep]
+    if size > 0:
+        if size > len(x):
+            raise ConfigError(f"attack.aux_size={size} is more than the {len(x)} images of attack.aux={spec!r}")
+        pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 7919))[:size]
+        x, y = x[pick], y[pick]
     return stream(x, y, batch_size, seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Config, ConfigError
-from .data import AUX_CHOICES, parse_alternative
+from .data import parse_alternative, parse_aux
 from .datasets import conditions
 from .methods import REGISTRY
 from .target import Conditions, Target, parse_target
@@ -30,6 +30,5 @@ def resolve(cfg: Config) -> Run:
     if cfg.unlearn.method not in REGISTRY:
         raise ConfigError(f"unknown method {cfg.unlearn.method!r}; choose one of {sorted(REGISTRY)}")
     parse_alternative(cfg.dimum.alternative, target)
-    if cfg.attack.aux not in AUX_CHOICES:
-        raise ConfigError(f"unknown attack.aux {cfg.attack.aux!r}; choose one of {list(AUX_CHOICES)}")
+    parse_aux(cfg.attack.aux, target)
     return Run(cfg, conds, target)

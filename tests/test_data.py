@@ -31,6 +31,27 @@ def test_aux_test_stream_draws_from_the_test_split(digits):
     assert all((test == row).all(1).any() for row in x.flatten(1))
 
 
+def test_the_attackers_aux_set_is_one_neighbouring_class_or_a_seeded_subset(digits):
+    c = Target(digits.conditions, object=3)
+    x, y = next(aux_stream(digits, c, "class:8", 16, 0))
+    test8 = digits.test_x[digits.test_y == 8].flatten(1)
+    assert (y == 8).all() and all((test8 == row).all(1).any() for row in x.flatten(1))
+
+    def seen(it, n=40):  # every distinct image the stream shows over n batches
+        return {tuple(row.tolist()) for _ in range(n) for row in next(it)[0].flatten(1)}
+
+    few = seen(aux_stream(digits, c, "test", 8, 0, size=20))
+    assert len(few) == 20 and few == seen(aux_stream(digits, c, "test", 8, 0, size=20))  # seeded
+    assert few != seen(aux_stream(digits, c, "test", 8, 1, size=20))
+    assert len(seen(aux_stream(digits, c, "test", 8, 0))) > 300  # size 0: the whole test split minus class 3
+    with pytest.raises(ConfigError, match="attack.aux_size=5000 is more than the"):
+        aux_stream(digits, c, "test", 8, 0, size=5000)
+    for spec, needle in (("class:3", "attack.aux 'class:3': k must differ"), ("class:x", "attack.aux 'class:x'"),
+                         ("internet", "unknown attack.aux 'internet'")):
+        with pytest.raises(ConfigError, match=needle):
+            aux_stream(digits, c, spec, 8, 0)
+
+
 def test_alternative_data_is_relabelled_but_not_forget_images(digits):
     c = Target(digits.conditions, object=3)
     forget = digits.of_class(3).flatten(1)

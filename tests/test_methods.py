@@ -325,6 +325,8 @@ BAD_TRIALS = {  # what the one error line must name -> the arguments
     "out of range": ["--set", "dimum.alternative=class:12"],
     "strictly increasing": ["--set", "attack.steps=0,500,250"],
     "attack.aux": ["--set", "attack.aux=internet"],
+    "attack.aux_size must be >= 0": ["--set", "attack.aux_size=-5"],
+    "attack.aux 'class:3': k must differ": ["--set", "attack.aux=class:3"],
 }
 
 
