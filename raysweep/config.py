@@ -102,7 +102,7 @@ class Unlearn:
     grad_clip: float = 1.0
     label_dropout: float = 0.1  # on retain terms, so the null class (CFG) stays trained
     max_abs_loss: float = 1e4  # beyond this the phase is marked diverged
-    probes: int = 50  # reads of the unlearning term on a fixed batch (for convergence), spread over the steps
+    probes: int = 50  # reads of the unlearning term on a fixed batch (for convergence): every 2^k steps, >= probes
     seed: int = 0
 
 

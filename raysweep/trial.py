@@ -16,7 +16,6 @@ if __name__ == "__main__":  # answer --help and bad arguments before the imports
     trial_parser().parse_args()
 
 import copy
-import math
 import os
 import socket
 import sys
@@ -27,7 +26,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from . import plots, store
+from . import plots, store, trajectory
 from .attack import dimra
 from .bases import Bases, get_retrain, load_bases, new_unet, retrain_seed
 from .budget import budget_metrics
@@ -94,28 +93,30 @@ def unlearn(cfg: Config, bases: Bases, target: Target, root: str, device: str, p
     torch.manual_seed(u.seed)  # prepare() may draw noise (SalUn's mask): a resumed trial must draw the same
     streams = method.prepare(model)
     probe_batch = {k: tuple(t.to(device) for t in next(it)) for k, it in streams.items()}  # fixed for the run
-    probe = list(resume.meta.get("probe", [])) if resume is not None else []
-    every_probe = max(1, u.steps // u.probes)
+    # (step, value) of every probe read. Reads fall on the grid of the step reached so far (trajectory.probe_every),
+    # the finest any trial continuing from here needs; this trial's convergence uses those on its own grid.
+    reads = [tuple(r) for r in resume.meta.get("probe_reads", [])] if resume is not None else []
     stop_seed = derive(cfg.eval.seed, "stop_noise")
     gen = DiffusionGenerator(model, cfg.eval, cfg.schedule)
 
     def callback(step: int, m: nn.Module) -> bool:
-        if step % every_probe == 0 or step == u.steps:
+        if step % trajectory.probe_every(step, u.probes) == 0 or step == u.steps:
             with torch.no_grad(), torch.random.fork_rng():
                 torch.manual_seed(derive(u.seed, "forget") + 1)  # the same t, noise and label dropout every read
-                probe.append(float(method.unlearning_term(m, probe_batch)))
+                reads.append((step, float(method.unlearning_term(m, probe_batch))))
         stop = u.stop_ar >= 0 and step % u.check_every == 0
         # the stop rule's checks use noise of their own: ar_mu is measured later on noise they never saw
         return stop and bases.evaluator.ar(gen, target, u.check_n, seed=stop_seed) <= u.stop_ar
 
     def keep(state: LoopState) -> None:
         if save is not None:
-            save(LoopState(state.step, state.tensors, {**state.meta, "probe": probe}))
+            save(LoopState(state.step, state.tensors, {**state.meta, "probe_reads": [list(r) for r in reads]}))
 
-    every = every_probe if u.stop_ar < 0 else math.gcd(every_probe, u.check_every)
-    result = optimize(model, method, streams, u.steps, lr=u.lr, grad_clip=u.grad_clip, seed=u.seed, every=every,
+    result = optimize(model, method, streams, u.steps, lr=u.lr, grad_clip=u.grad_clip, seed=u.seed, every=1,
                       callback=callback, max_abs_loss=u.max_abs_loss, progress=progress, desc=f"unlearn {u.method}",
                       resume=resume, save=keep, save_every=u.checkpoint_every, after_clip=method.after_clip)
+    own = trajectory.probe_every(u.steps, u.probes)
+    probe = [v for s, v in reads if s % own == 0 or s == u.steps]
     return model, Unlearned(result.status, result.steps_run, result.stopped_early, result.seconds, result.losses,
                             probe)
 
@@ -151,10 +152,17 @@ def unlearn_phase(t: Trial) -> tuple[nn.Module, dict, list[float], str]:
         model = new_unet(cfg, t.bases.ds)
         model.load_state_dict(state)
         return model.to(t.device), meta["extra"]["metrics"], meta["extra"]["loss_curve"], uri
+    u, traj = cfg.unlearn, trajectory.key(key)
     u_state = store.load_loop(t.path("unlearn-state.parquet"), t.config) if t.resume else None
-    model, run_u = unlearn(cfg, t.bases, t.target, t.root, t.device, t.progress, u_state,
-                           lambda st: store.save_loop(t.path("unlearn-state.parquet"), st, t.config))
+    shared = None if u_state else trajectory.longest_prefix(t.root, traj, u.checkpoint_every, u.steps)
+
+    def save(state: LoopState) -> None:  # this trial's own resume point, and the shared trajectory's
+        store.save_loop(t.path("unlearn-state.parquet"), state, t.config)
+        trajectory.save(t.root, traj, state, u.checkpoint_every)
+
+    model, run_u = unlearn(cfg, t.bases, t.target, t.root, t.device, t.progress, u_state or shared, save)
     metrics = {**run_u.summary(), "unlearn_resumed_from": u_state.step if u_state else None,
+               "unlearn_shared_from": shared.step if shared else None,
                "unlearn_probe": run_u.probe, **evaluate_phase(t, model)}
     store.save_state(uri, model.state_dict(), kind="unlearned", step=run_u.steps_run, config=key,
                      extra={"metrics": metrics, "loss_curve": run_u.losses})

@@ -94,7 +94,7 @@ def _scalars(result: dict) -> set[str]:
 
 # numbers a result carries that are not measurements: identities and bookkeeping
 NOT_METRICS = {"forget_class", "seed", "attempts", "n_samples_forget", "ar_dimra_max_step", "unlearn_final_loss",
-               "attack_lr", "unlearn_resumed_from", "attack_resumed_from"}
+               "attack_lr", "unlearn_resumed_from", "unlearn_shared_from", "attack_resumed_from"}
 
 
 def test_a_method_added_as_one_file_and_a_registry_line_runs_through_a_trial(tmp_path, monkeypatch):

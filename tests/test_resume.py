@@ -1,5 +1,6 @@
 """An interrupted trial resumed from its saved loop state ends where an uninterrupted one does."""
 import pytest
+import torch
 
 from conftest import tiny_config
 from raysweep import store
@@ -91,3 +92,32 @@ def test_a_finished_trial_in_a_moved_storage_points_at_the_copy(tmp_path):
                    "attack_uris": {"10": f"{moved_dir}/attack-000010.parquet"}, "elsewhere": "s3://b/x",
                    "attempts": 1}
     assert store.read_json(f"{moved_dir}/result.json") == res and not old.exists()
+
+
+def test_a_trial_continued_from_a_shared_trajectory_ends_bit_identical(tmp_path_factory):
+    """Trials that differ only in unlearn.steps share the trajectory: each continues from the other's saved prefix
+    (a shorter from a longer and a longer from a shorter; their probe grids differ) and ends exactly where it would
+    from scratch."""
+    def cfg(steps):
+        return tiny_config(**{"unlearn.method": "salun", "unlearn.steps": steps, "unlearn.checkpoint_every": 10,
+                              "unlearn.probes": 8, "attack.steps": (0, 10), "unlearn.batch_size": 16,
+                              "attack.batch_size": 16, "pretrain.steps": 12, "attack.control": False,
+                              "eval.reference_seeds": 2})
+
+    def run(steps, root):
+        return run_trial(cfg(steps), root, str(tmp_path_factory.mktemp(f"t{steps}")))
+
+    a, b = str(tmp_path_factory.mktemp("a")), str(tmp_path_factory.mktemp("b"))
+    long_alone = run(45, a)  # saves its trajectory at steps 10, 20 and 40
+    short_continued = run(25, a)  # continues from 20
+    short_alone = run(25, b)  # saves 10 and 20
+    long_continued = run(45, b)  # continues from 20
+    assert long_alone["unlearn_shared_from"] is None and short_alone["unlearn_shared_from"] is None
+    assert short_continued["unlearn_shared_from"] == 20 and long_continued["unlearn_shared_from"] == 20
+    for continued, alone, reads in ((short_continued, short_alone, 13), (long_continued, long_alone, 12)):
+        for k in (*METRICS, "unlearn_steps_run", "convergence", "convergence_floor"):
+            assert continued[k] == alone[k], k  # exactly, not approximately
+        assert continued["unlearn_loss_curve"] == alone["unlearn_loss_curve"]
+        assert continued["unlearn_probe"] == alone["unlearn_probe"] and len(alone["unlearn_probe"]) == reads
+        x, y = store.load_state(continued["unlearned_uri"])[0], store.load_state(alone["unlearned_uri"])[0]
+        assert all(torch.equal(x[k], y[k]) for k in x)
