@@ -181,10 +181,10 @@ def budget_groups(best: dict[str, Choice | None]) -> list[list[dict]]:
         choice = best.get(method)
         tuned = choice.setting if choice is not None and choice.feasible else {}  # else the method's defaults
         setting = {k: v for k, v in tuned.items() if k != "unlearn.steps"}
-        for n in BUDGETS:
+        for s in BASES[0]:  # longest first, in one worker: the shorter budgets continue its saved trajectory
             groups.append([job("budgets", {**base_overrides(0), "unlearn.method": method, **setting,
                                            "unlearn.steps": n, **replicate(0, s), "attack.lr": 1e-4,
-                                           "attack.steps": ATTACK}) for s in BASES[0]])
+                                           "attack.steps": ATTACK}) for n in sorted(BUDGETS, reverse=True)])
     return groups
 
 
