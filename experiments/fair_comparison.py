@@ -202,7 +202,8 @@ def reached(rs: list[dict], tau: float = TAU) -> str:
     """How many replicates the attack brought back to AR >= tau within its budget, and the median first checkpoint
     among those (the others are censored at the budget: a median over all would understate them)."""
     hits = [k for k, censored in (steps_to_recovery(r["ar_dimra"], tau) for r in rs) if not censored]
-    return f"{len(hits)}/{len(rs)}" + (f" ({statistics.median(hits):g})" if hits else f" (> {ATTACK[-1]:,})")
+    budget = max(int(k) for r in rs for k in r["ar_dimra"])
+    return f"{len(hits)}/{len(rs)}" + (f" ({statistics.median(hits):g})" if hits else f" (> {budget:,})")
 
 
 def rule_line(name: str, mean: float, lo: float, hi: float, n: int, threshold: float, holds_when: str,

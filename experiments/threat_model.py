@@ -1,0 +1,140 @@
+"""What does it cost an attacker to bring the class back, per method, at equal utility? DiMRA's budget swept for
+each method's feasible setting from the fair comparison (docs/fair_tuning.csv: the same choice its confirmation
+uses), with the base model and retrain as controls.
+
+    python experiments/threat_model.py [--out runs/threat] [--methods dimum salun sa] [--smoke]
+
+The attacker's knobs: learning rate (1e-5, 1e-4, 1e-3) × how many images it holds (50, 200, or the whole test split
+minus the class) × the seeds (3; each seed its own unlearned model, attack data subset and evaluation noise), DiMRA to
+2,000 steps. Per cell: how many seeds the attack brought back to AR ≥ 0.5 within the budget and the median first
+step among them (the others are censored at the budget), the recovery AUC (mean AR over the attack) with a 95 %
+bootstrap interval over seeds, and ar_dimra_max. Resumable (runs/threat/trials.jsonl); writes docs/threat_model.md
+and docs/threat_model.csv. Full finetuning only: LoRA attacks are not implemented yet.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fair_comparison import CONTROL_EVAL_SEED, base_overrides, choose, committed_tuning, reached  # noqa: E402
+
+from raysweep.budget import recovery_auc  # noqa: E402
+from raysweep.stats import bootstrap_mean  # noqa: E402
+from raysweep.study import Log, ci, job, run_jobs, write_csv  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ["dimum", "salun", "sa"]  # the methods the fair comparison found feasible
+LRS = (1e-5, 1e-4, 1e-3)
+SIZES = (50, 200, 0)  # images the attacker holds; 0 = all of the test split minus the class
+SEEDS = (0, 1, 2)
+ATTACK = (0, 250, 500, 1000, 2000)
+EXTRA: dict = {}  # --smoke: the sweep system's smoke settings
+
+
+def attack(lr: float, size: int) -> dict:
+    return {"attack.lr": lr, "attack.aux_size": size, "attack.steps": ATTACK}
+
+
+def groups(settings: dict[str, dict]) -> list[list[dict]]:
+    """One job per (method, seed): its unlearned model is made once and attacked every way, in one worker. The
+    controls: the base model attacked every way (evaluation noise of its own), and retrain."""
+    out = [[job("controls", {**base_overrides(0), **EXTRA, "eval.seed": CONTROL_EVAL_SEED, **attack(lr, n)},
+                kind="control") for lr in LRS for n in SIZES]]
+    for method, setting in {**settings, "retrain": {}}.items():
+        for s in SEEDS:
+            out.append([job("threat", {**base_overrides(0), "unlearn.method": method, **setting, **EXTRA,
+                                       "unlearn.seed": s, "attack.seed": s, "eval.seed": 1234 + s, **attack(lr, n)})
+                        for lr in LRS for n in SIZES])
+    return out
+
+
+def size_name(n: int) -> str:
+    return "all" if n == 0 else str(n)
+
+
+def write_report(settings: dict[str, dict], rows: list[dict], infeasible: list[str], smoke: bool = False) -> str:
+    ok = [r for r in rows if r.get("status") in ("ok", "diverged")]
+    L = ["# The attacker's budget", "",
+         "How much DiMRA it takes to bring forgotten class 3 back, for each method at its feasible setting from the "
+         "fair comparison (`docs/fair_tuning.csv`), on the embedded default. Regenerate (resumable): "
+         "`python3 dev.py exec -- python experiments/threat_model.py`. Every row: `docs/threat_model.csv`.", "",
+         f"Grid: attack lr {', '.join(f'{x:g}' for x in LRS)} × images held {', '.join(map(size_name, SIZES))} "
+         f"(a seeded subset of the test split minus the class) × {len(SEEDS)} seeds (unlearning, attack data and "
+         f"evaluation each), DiMRA to {ATTACK[-1]:,} steps, full finetuning. **reached**: seeds whose AR reached "
+         "0.5 within the budget (median first step among them; the others are censored at the budget). "
+         "**recovery AUC**: mean AR over the attack, with a 95 % bootstrap interval over seeds. The base model "
+         "(never unlearned) and retrain (never saw the class) bound the scale.", ""]
+    if smoke:
+        L += ["**Smoke run**: a tiny model, 20 unlearning steps whatever the setting says; its numbers mean nothing.", ""]
+    if infeasible:
+        L += ["Not swept: " + ", ".join(infeasible) + " (no feasible setting in the fair comparison: an attack "
+              "budget is meaningless for a method that did not forget at equal utility).", ""]
+    L += ["| method | setting | attack lr | images | reached AR ≥ 0.5 | recovery AUC | ar_dimra_max | ar_mu |",
+          "|---|---|---|---|---|---|---|---|"]
+    controls = {(r["overrides"]["attack.lr"], r["overrides"]["attack.aux_size"]): r for r in ok
+                if r["phase"] == "controls"}
+    for method in [*settings, "retrain", "base"]:
+        setting = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in settings.get(method, {}).items()) or "–"
+        for lr in LRS:
+            for n in SIZES:
+                if method == "base":
+                    c = controls.get((lr, n))
+                    rs = [c] if c else []
+                else:
+                    rs = [r for r in ok if r["phase"] == "threat" and r["overrides"]["unlearn.method"] == method
+                          and r["overrides"]["attack.lr"] == lr and r["overrides"]["attack.aux_size"] == n]
+                if not rs:
+                    L.append(f"| {method} | {setting} | {lr:g} | {size_name(n)} | not run yet | | | |")
+                    continue
+                auc = ci(*bootstrap_mean([recovery_auc(r["ar_dimra"]) for r in rs]))
+                L.append(f"| {method} | {setting} | {lr:g} | {size_name(n)} | {reached(rs)} | {auc} | "
+                         f"{ci(*bootstrap_mean([r['ar_dimra_max'] for r in rs]))} | "
+                         f"{ci(*bootstrap_mean([r['ar_mu'] for r in rs]))} |")
+    failed = [r for r in rows if r.get("status") == "error"]
+    L += ["", f"{len(ok)} rows, {len(failed)} failed; trial time "
+          f"{sum(r.get('seconds') or 0 for r in rows if isinstance(r.get('seconds'), float)) / 3600:.1f} h. "
+          "Every number is computed by `experiments/threat_model.py` from `docs/threat_model.csv`."]
+    return "\n".join(L) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(ROOT / "runs" / "threat"))
+    p.add_argument("--docs", default=str(ROOT / "docs"))
+    p.add_argument("--methods", nargs="+", default=METHODS)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--smoke", action="store_true", help="tiny models and steps: checks the study end to end")
+    args = p.parse_args()
+    if args.smoke:
+        from raysweep.experiment import SMOKE
+
+        global ATTACK, SIZES, LRS, SEEDS
+        EXTRA.update({k: v for k, v in SMOKE.items() if not k.startswith("attack.")}, **{"unlearn.steps": 20})
+        ATTACK, SIZES, LRS, SEEDS = (0, 10, 20), (50, 0), (1e-4,), (0, 1)
+    tuned = committed_tuning(argparse.Namespace(docs=args.docs))
+    best = {m: choose(tuned.get(m, []), m) for m in args.methods}
+    settings = {m: b.setting for m, b in best.items() if b is not None and b.feasible}
+    infeasible = [m for m in args.methods if m not in settings]
+    out = Path(args.out)
+    log = Log(out / "trials.jsonl")
+    docs = Path(args.docs)
+
+    def report() -> None:
+        rows = log.rows()
+        write_csv(rows, docs / "threat_model.csv")
+        (docs / "threat_model.md").write_text(write_report(settings, rows, infeasible, args.smoke))
+
+    run_jobs(groups(settings), str(out / "store"), log, args.workers, after_each=report)
+    report()
+    print(f"wrote {docs / 'threat_model.md'} and {docs / 'threat_model.csv'}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("threat model: interrupted; finished trials are kept, the same command resumes it", file=sys.stderr)
+        raise SystemExit(130) from None
