@@ -168,6 +168,31 @@ def _mlflow_default(sweep: str) -> str | None:
     return f"sqlite:///{db}"
 
 
+MAX_DOMINANCE = 8  # settings in the dominance table: the front's first, then the closest to it
+
+
+def replicate_view(rows, idx, objectives, constraints) -> dict | None:
+    """Seeds as an axis (uncertainty.py): when some setting ran with more than one seed, each setting's mean and
+    95 % interval per objective, the front over the feasible settings' means, and P(row dominates column)."""
+    from .uncertainty import dominance_table, replicate_groups, summarize, varying
+
+    groups = [summarize(rows, g, objectives, constraints) for g in replicate_groups(rows, idx)]
+    if not any(g["n"] > 1 for g in groups):
+        return None
+    means = [{"status": "ok", **{m: g[m][0] for m in objectives}} for g in groups]
+    feasible_means = [i for i, g in enumerate(groups) if g["feasible"]]
+    on_front = set(front([means[i] for i in feasible_means], objectives, {})[0])
+    on_front = {feasible_means[j] for j in on_front}
+    keys = varying(rows, groups)
+    for i, g in enumerate(groups):
+        g["label"] = ", ".join(f"{k.split('.')[-1]}={rows[g['rows'][0]].get(k)}" for k in keys) or "all trials"
+        g["on_front"] = i in on_front
+    x = list(objectives)[0]
+    order = sorted(range(len(groups)), key=lambda i: (not groups[i]["on_front"], groups[i][x][0]))
+    shown = [groups[i] for i in order[:MAX_DOMINANCE]]
+    return {"groups": groups, "shown": shown, "dominance": dominance_table(rows, shown, objectives)}
+
+
 def sweep_settings(sweep: str) -> dict:
     """The sweep's own objectives and constraints (sweep.json), when it has them."""
     uri = store.join(sweep, "sweep.json")
@@ -203,18 +228,22 @@ def build(sweep: str, x: str | None, y: str | None, extra: list[str], out_dir: s
     pareto_plot(rows, idx, x, y, objectives, constraints, out)
     rho = curves_plot(rows, idx, out)
     mlflow_uri = mlflow_uri or _mlflow_default(sweep)
+    replicates = replicate_view(rows, idx, objectives, constraints)
     html = render(rows, idx, frontier, dropped, objectives, constraints, note, rho,
-                  sample_grids(rows, frontier, mlflow_uri), mlflow_uri, out, sweep)
+                  sample_grids(rows, frontier, mlflow_uri), mlflow_uri, out, sweep, replicates)
     (out / "report.html").write_text(html)
     return {"report": str(out / "report.html"), "frontier": [rows[i]["trial_id"] for i in frontier],
             "left_out": [rows[i]["trial_id"] for i in dropped],
             "infeasible": [rows[i]["trial_id"] for i in idx if i not in set(feasible)],
             "objectives": objectives, "constraints": constraints, "note": note,
-            "spearman_conv_ar": None if math.isnan(rho) else rho}
+            "spearman_conv_ar": None if math.isnan(rho) else rho,
+            "settings": None if replicates is None else [
+                {"setting": g["label"], "n": g["n"], "feasible": g["feasible"], "on_front": g["on_front"],
+                 **{m: list(g[m]) for m in objectives}} for g in replicates["groups"]]}
 
 
 def render(rows, idx, frontier, dropped, objectives, constraints, note, rho, grids, mlflow_uri, out: Path,
-           sweep: str) -> str:
+           sweep: str, replicates: dict | None = None) -> str:
     import jinja2
     import plotly.graph_objects as go
     import plotly.io as pio
@@ -236,6 +265,18 @@ def render(rows, idx, frontier, dropped, objectives, constraints, note, rho, gri
     fr = sorted(frontier, key=lambda i: rows[i][x])
     scatter.add_trace(go.Scatter(x=[rows[i][x] for i in fr], y=[rows[i][y] for i in fr], mode="lines",
                                  name="Pareto frontier", line={"dash": "dash", "color": "black"}))
+    if replicates:  # each setting's mean over its seeds, with 95 % bootstrap intervals as error bars
+        gs = [g for g in replicates["groups"] if g["n"] > 1]
+
+        def bars(m, lo_or_hi):
+            return [abs(g[m][lo_or_hi] - g[m][0]) if math.isfinite(g[m][lo_or_hi]) else 0 for g in gs]
+
+        scatter.add_trace(go.Scatter(
+            x=[g[x][0] for g in gs], y=[g[y][0] for g in gs], mode="markers", name="setting mean over seeds (95 % CI)",
+            marker={"symbol": "diamond-open", "size": 11, "color": "black"},
+            error_x={"type": "data", "symmetric": False, "array": bars(x, 2), "arrayminus": bars(x, 1)},
+            error_y={"type": "data", "symmetric": False, "array": bars(y, 2), "arrayminus": bars(y, 1)},
+            text=[f"{g['label']} (n = {g['n']})" for g in gs], hoverinfo="text"))
     scatter.update_layout(xaxis_title=f"{x} ({objectives[x]})", yaxis_title=f"{y} ({objectives[y]})",
                           height=480, margin={"t": 30})
     curves = go.Figure()
@@ -258,7 +299,7 @@ def render(rows, idx, frontier, dropped, objectives, constraints, note, rho, gri
         curves=pio.to_html(curves, full_html=False, include_plotlyjs=False, div_id="curves-plot"),
         frontier=[rows[i] for i in frontier], columns=columns, dropped=[rows[i] for i in dropped],
         constraints=constraints, note=note, infeasible=[rows[i] for i in idx if not meets(rows[i], constraints)],
-        grids=grids, link=link, settings=settings, rho=rho, n=len(rows),
+        grids=grids, link=link, settings=settings, rho=rho, n=len(rows), replicates=replicates, isfinite=math.isfinite,
         static_png="data:image/png;base64," + base64.b64encode((out / "curves.png").read_bytes()).decode(),
         uris=lambda r: {k: store.locate(v, sweep) for k, v in
                         {"unlearned": r.get("unlearned_uri"), **json.loads(r.get("attack_uris") or "{}")}.items()})

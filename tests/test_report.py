@@ -89,3 +89,46 @@ def test_report_bad_inputs(tmp_path):
     assert_one_line_error(res["failed"], "no finished trials")
     assert_one_line_error(res["metric"], "happiness")
     assert_one_line_error(res["constraint"], "constraint 'retain_acc~0.9' is malformed")
+
+
+def _replicated_sweep(path):
+    """Two settings (dimum at 10 and 100 steps) x 3 seeds: the second better in both objectives on every seed."""
+    rows = []
+    for steps, ar, fid in ((10, 0.6, 3.0), (100, 0.1, 2.0)):
+        for seed in range(3):
+            jitter = 0.02 * seed
+            rows.append({"trial_id": f"t{steps}-{seed}", "status": "ok", "error": "", "unlearn.method": "dimum",
+                         "unlearn.steps": steps, "unlearn.seed": seed, "eval.seed": 1234 + seed,
+                         "unlearn_steps_run": steps, "ar_dimra_max": ar + jitter, "fid_judge": fid + jitter,
+                         "ar_dimra_final": ar, "ar_dimra/0": 0.0, "ar_dimra/250": ar, "ar_mu": 0.0,
+                         "retain_acc": 0.99, "convergence": 0.01, "ar_base": 0.97, "mlflow_run_id": ""})
+    path.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), path / "results.parquet")
+    return rows
+
+
+def test_seeds_as_an_axis_give_intervals_error_bars_and_dominance(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from raysweep.report import build
+
+    _replicated_sweep(tmp_path / "sweep")
+    res = build(str(tmp_path / "sweep"), "fid_judge", "ar_dimra_max", [], str(tmp_path / "out"), None, {})
+    by = {s["setting"]: s for s in res["settings"]}
+    assert set(by) == {"steps=10", "steps=100"} and by["steps=100"]["n"] == 3
+    assert by["steps=100"]["on_front"] and not by["steps=10"]["on_front"]
+    mean, lo, hi = by["steps=100"]["ar_dimra_max"]
+    assert mean == pytest.approx(0.12) and 0.1 <= lo < mean < hi <= 0.14
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "P(row dominates column)" in html
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto((tmp_path / "out" / "report.html").as_uri())
+        page.wait_for_selector("#pareto-plot .main-svg", timeout=30_000)
+        error_bars = page.locator("#pareto-plot .errorbar").count()
+        cells = page.locator("#dominance-table td").all_inner_texts()
+        browser.close()
+    assert error_bars == 2  # one per setting
+    # rows: the front's setting (100 steps) first; it dominates the other on every resample, never the reverse
+    assert cells == ["steps=100", "–", "1.00", "steps=10", "0.00", "–"]
