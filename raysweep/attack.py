@@ -52,8 +52,12 @@ def dimra(model: nn.Module, cfg: Config, ds: Dataset, target: Target, evaluator:
     ``cfg.attack.steps``: AR(c_u) and AR_CL against those labels (same noise), with ``utility`` also retain
     accuracy and FID; then ``on_checkpoint`` and ``save`` (a loop state holding the curves so far). ``resume``
     continues from such a state; ``model`` must then hold the unlearned weights (the ``generated`` aux set is
-    drawn from them)."""
+    drawn from them). With ``attack.lora_rank`` > 0 only LoRA adapters added to ``model`` train (lora.py)."""
     a = cfg.attack
+    if a.lora_rank > 0:
+        from .lora import add_lora
+
+        add_lora(model, a.lora_rank)
     checkpoints = list(a.steps)
     result = AttackResult()
     denoise = DenoisingLoss(cfg.schedule, a.label_dropout)

@@ -112,6 +112,7 @@ class Attack:
     aux: str = "test"  # test (test split minus c_u) | retain (D_r) | generated (unlearned model's other classes)
     #                    | class:K (the test images of one neighbouring class K)
     aux_size: int = 0  # images the attacker holds: 0 = all of attack.aux, N = a subset of N drawn with attack.seed
+    lora_rank: int = 0  # 0 = finetune every weight; r > 0 = only rank-r LoRA adapters (raysweep/lora.py)
     steps: tuple = (0, 250, 500, 1000, 2000)  # attack checkpoints: AR(c_u) and a Parquet checkpoint at each
     lr: float = 1e-4
     batch_size: int = 64
@@ -242,6 +243,8 @@ class Config:
                      "eval.reference_seeds"):
             if get_path(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {get_path(self, name)}")
+        if self.attack.lora_rank < 0:
+            raise ConfigError(f"attack.lora_rank must be >= 0 (0 = full finetuning), got {self.attack.lora_rank}")
         if self.attack.aux_size < 0:
             raise ConfigError(f"attack.aux_size must be >= 0 (0 = all of attack.aux), got {self.attack.aux_size}")
         if self.unlearn.checkpoint_every < 0:

@@ -2,6 +2,7 @@
 config against the dataset, the target or the method registry happens here (config.py knows none of them)."""
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 from .config import Config, ConfigError
@@ -31,4 +32,6 @@ def resolve(cfg: Config) -> Run:
         raise ConfigError(f"unknown method {cfg.unlearn.method!r}; choose one of {sorted(REGISTRY)}")
     parse_alternative(cfg.dimum.alternative, target)
     parse_aux(cfg.attack.aux, target)
+    if cfg.attack.lora_rank > 0 and importlib.util.find_spec("peft") is None:
+        raise ConfigError("attack.lora_rank > 0 needs peft: pip install 'raysweep[lora]'")
     return Run(cfg, conds, target)

@@ -36,6 +36,7 @@ from .config import Config, content_hash
 from .controls import control_curve, feasibility, reference
 from .evaluate import DiffusionGenerator, convergence
 from .loop import LoopState, optimize
+from .lora import merged_state
 from .methods import REGISTRY
 from .methods.base import Context
 from .resolve import resolve
@@ -188,8 +189,8 @@ def attack_phase(t: Trial, model: nn.Module, out: dict) -> dict:
 
     def on_checkpoint(step: int, m: nn.Module, metrics: dict) -> None:
         uri = t.path(f"attack-{step:06d}.parquet")
-        if step > 0:
-            store.save_state(uri, m.state_dict(), kind="attacked", step=step, config=t.config)
+        if step > 0:  # a plain UNet's weights, LoRA merged in when the attack used it
+            store.save_state(uri, merged_state(m), kind="attacked", step=step, config=t.config)
         if t.report is not None:
             t.report({**out, "phase": "attack", "attack_step": step, **metrics},
                      uri if step > 0 else out["unlearned_uri"])

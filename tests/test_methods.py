@@ -326,6 +326,7 @@ BAD_TRIALS = {  # what the one error line must name -> the arguments
     "strictly increasing": ["--set", "attack.steps=0,500,250"],
     "attack.aux": ["--set", "attack.aux=internet"],
     "attack.aux_size must be >= 0": ["--set", "attack.aux_size=-5"],
+    "attack.lora_rank must be >= 0": ["--set", "attack.lora_rank=-1"],
     "attack.aux 'class:3': k must differ": ["--set", "attack.aux=class:3"],
 }
 

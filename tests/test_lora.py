@@ -1,0 +1,50 @@
+"""The LoRA attacker: only adapters train, and the merged checkpoint is the model it attacked."""
+import copy
+
+import torch
+
+from conftest import tiny_config
+from raysweep import store
+from raysweep.diffusion import make_unet
+from raysweep.lora import add_lora, merged_state
+from raysweep.trial import run_trial
+
+
+def _unet():
+    torch.manual_seed(0)
+    return make_unet(tiny_config().model, "tiny", 1, 8, 10)
+
+
+def test_merged_weights_compute_what_the_adapted_model_computes():
+    plain = _unet()
+    adapted = add_lora(copy.deepcopy(plain), rank=2)
+    assert merged_state(plain).keys() == plain.state_dict().keys()
+    fresh = merged_state(adapted)  # LoRA starts with B = 0: nothing changed yet
+    assert fresh.keys() == plain.state_dict().keys()
+    assert all(torch.equal(fresh[k], v) for k, v in plain.state_dict().items())
+    with torch.no_grad():  # an update the attacker might have learned
+        for name, p in adapted.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    merged = _unet()
+    merged.load_state_dict(merged_state(adapted))
+    x, t, y = torch.randn(4, 1, 8, 8), torch.tensor([1, 50, 300, 900]), torch.tensor([0, 3, 5, 9])
+    with torch.no_grad():
+        out_adapted = adapted(x, t, class_labels=y).sample
+        out_merged, out_plain = merged(x, t, class_labels=y).sample, plain(x, t, class_labels=y).sample
+    assert torch.allclose(out_adapted, out_merged, atol=1e-5) and not torch.allclose(out_adapted, out_plain, atol=1e-3)
+    trainable = {n for n, p in adapted.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_a_lora_attack_trains_only_adapters_and_checkpoints_a_plain_unet(tmp_path):
+    cfg = tiny_config(**{"unlearn.method": "dimum", "unlearn.steps": 5, "attack.steps": (0, 4), "attack.lora_rank": 2,
+                         "attack.lr": 1e-3, "pretrain.steps": 12, "attack.control": False,
+                         "eval.reference_seeds": 2})
+    res = run_trial(cfg, str(tmp_path))
+    assert res["status"] == "ok" and res["attack_status"] == "ok"
+    attacked, meta = store.load_state(res["attack_uris"]["4"])
+    unlearned, _ = store.load_state(res["unlearned_uri"])
+    assert attacked.keys() == unlearned.keys()  # a plain UNet, loadable like any checkpoint
+    changed = {k for k in attacked if not torch.equal(attacked[k], unlearned[k])}
+    assert changed and all(k.endswith((".conv1.weight", ".conv2.weight")) or ".to_" in k for k in changed), changed
