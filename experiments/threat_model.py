@@ -5,11 +5,11 @@ uses), with the base model and retrain as controls.
     python experiments/threat_model.py [--out runs/threat] [--methods dimum salun sa] [--smoke]
 
 The attacker's knobs: learning rate (1e-5, 1e-4, 1e-3) × how many images it holds (50, 200, or the whole test split
-minus the class) × the seeds (3; each seed its own unlearned model, attack data subset and evaluation noise), DiMRA to
-2,000 steps. Per cell: how many seeds the attack brought back to AR ≥ 0.5 within the budget and the median first
+minus the class) × full finetuning or rank-4 LoRA × the seeds (3; each seed its own unlearned model, attack data
+subset and evaluation noise), DiMRA to 2,000 steps. Per cell: how many seeds the attack brought back to AR ≥ 0.5 within the budget and the median first
 step among them (the others are censored at the budget), the recovery AUC (mean AR over the attack) with a 95 %
 bootstrap interval over seeds, and ar_dimra_max. Resumable (runs/threat/trials.jsonl); writes docs/threat_model.md
-and docs/threat_model.csv. Full finetuning only: LoRA attacks are not implemented yet.
+and docs/threat_model.csv.
 """
 from __future__ import annotations
 
@@ -28,26 +28,40 @@ ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["dimum", "salun", "sa"]  # the methods the fair comparison found feasible
 LRS = (1e-5, 1e-4, 1e-3)
 SIZES = (50, 200, 0)  # images the attacker holds; 0 = all of the test split minus the class
+LORA = (0, 4)  # 0 = every weight; 4 = rank-4 LoRA adapters (raysweep/lora.py)
 SEEDS = (0, 1, 2)
 ATTACK = (0, 250, 500, 1000, 2000)
 EXTRA: dict = {}  # --smoke: the sweep system's smoke settings
 
 
-def attack(lr: float, size: int) -> dict:
-    return {"attack.lr": lr, "attack.aux_size": size, "attack.steps": ATTACK}
+def attack(lr: float, size: int, rank: int) -> dict:
+    return {"attack.lr": lr, "attack.aux_size": size, "attack.lora_rank": rank, "attack.steps": ATTACK}
+
+
+def cells() -> list[tuple[float, int, int]]:
+    return [(lr, n, r) for r in LORA for lr in LRS for n in SIZES]
 
 
 def groups(settings: dict[str, dict]) -> list[list[dict]]:
     """One job per (method, seed): its unlearned model is made once and attacked every way, in one worker. The
     controls: the base model attacked every way (evaluation noise of its own), and retrain."""
-    out = [[job("controls", {**base_overrides(0), **EXTRA, "eval.seed": CONTROL_EVAL_SEED, **attack(lr, n)},
-                kind="control") for lr in LRS for n in SIZES]]
+    out = [[job("controls", {**base_overrides(0), **EXTRA, "eval.seed": CONTROL_EVAL_SEED, **attack(lr, n, r)},
+                kind="control") for lr, n, r in cells()]]
     for method, setting in {**settings, "retrain": {}}.items():
         for s in SEEDS:
             out.append([job("threat", {**base_overrides(0), "unlearn.method": method, **setting, **EXTRA,
-                                       "unlearn.seed": s, "attack.seed": s, "eval.seed": 1234 + s, **attack(lr, n)})
-                        for lr in LRS for n in SIZES])
+                                       "unlearn.seed": s, "attack.seed": s, "eval.seed": 1234 + s, **attack(lr, n, r)})
+                        for lr, n, r in cells()])
     return out
+
+
+def cell(row: dict) -> tuple[float, int, int]:
+    o = row["overrides"]
+    return o["attack.lr"], o.get("attack.aux_size", 0), o.get("attack.lora_rank", 0)
+
+
+def tuning_name(rank: int) -> str:
+    return "full" if rank == 0 else f"LoRA r={rank}"
 
 
 def size_name(n: int) -> str:
@@ -61,8 +75,8 @@ def write_report(settings: dict[str, dict], rows: list[dict], infeasible: list[s
          "fair comparison (`docs/fair_tuning.csv`), on the embedded default. Regenerate (resumable): "
          "`python3 dev.py exec -- python experiments/threat_model.py`. Every row: `docs/threat_model.csv`.", "",
          f"Grid: attack lr {', '.join(f'{x:g}' for x in LRS)} × images held {', '.join(map(size_name, SIZES))} "
-         f"(a seeded subset of the test split minus the class) × {len(SEEDS)} seeds (unlearning, attack data and "
-         f"evaluation each), DiMRA to {ATTACK[-1]:,} steps, full finetuning. **reached**: seeds whose AR reached "
+         f"(a seeded subset of the test split minus the class) × {' / '.join(map(tuning_name, LORA))} × {len(SEEDS)} seeds (unlearning, attack data and "
+         f"evaluation each), DiMRA to {ATTACK[-1]:,} steps. **reached**: seeds whose AR reached "
          "0.5 within the budget (median first step among them; the others are censored at the budget). "
          "**recovery AUC**: mean AR over the attack, with a 95 % bootstrap interval over seeds. The base model "
          "(never unlearned) and retrain (never saw the class) bound the scale.", ""]
@@ -71,28 +85,26 @@ def write_report(settings: dict[str, dict], rows: list[dict], infeasible: list[s
     if infeasible:
         L += ["Not swept: " + ", ".join(infeasible) + " (no feasible setting in the fair comparison: an attack "
               "budget is meaningless for a method that did not forget at equal utility).", ""]
-    L += ["| method | setting | attack lr | images | reached AR ≥ 0.5 | recovery AUC | ar_dimra_max | ar_mu |",
-          "|---|---|---|---|---|---|---|---|"]
-    controls = {(r["overrides"]["attack.lr"], r["overrides"]["attack.aux_size"]): r for r in ok
-                if r["phase"] == "controls"}
+    L += ["| method | setting | finetuning | attack lr | images | reached AR ≥ 0.5 | recovery AUC | ar_dimra_max | "
+          "ar_mu |", "|---|---|---|---|---|---|---|---|---|"]
+    controls = {cell(r): r for r in ok if r["phase"] == "controls"}
     for method in [*settings, "retrain", "base"]:
         setting = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in settings.get(method, {}).items()) or "–"
-        for lr in LRS:
-            for n in SIZES:
-                if method == "base":
-                    c = controls.get((lr, n))
-                    rs = [c] if c else []
-                else:
-                    rs = [r for r in ok if r["phase"] == "threat" and r["overrides"]["unlearn.method"] == method
-                          and r["overrides"]["attack.lr"] == lr and r["overrides"]["attack.aux_size"] == n]
-                if not rs:
-                    L.append(f"| {method} | {setting} | {lr:g} | {size_name(n)} | not run yet | | | |")
-                    continue
-                auc = ci(*bootstrap_mean([recovery_auc(r["ar_dimra"]) for r in rs]))
-                L.append(f"| {method} | {setting} | {lr:g} | {size_name(n)} | {reached(rs)} | {auc} | "
-                         f"{ci(*bootstrap_mean([r['ar_dimra_max'] for r in rs]))} | "
-                         f"{ci(*bootstrap_mean([r['ar_mu'] for r in rs]))} |")
+        for lr, n, rank in cells():
+            if method == "base":
+                c = controls.get((lr, n, rank))
+                rs = [c] if c else []
+            else:
+                rs = [r for r in ok if r["phase"] == "threat" and r["overrides"]["unlearn.method"] == method
+                      and cell(r) == (lr, n, rank)]
+            what = f"| {method} | {setting} | {tuning_name(rank)} | {lr:g} | {size_name(n)} |"
+            if not rs:
+                L.append(f"{what} not run yet | | | |")
+                continue
+            auc = ci(*bootstrap_mean([recovery_auc(r["ar_dimra"]) for r in rs]))
+            L.append(f"{what} {reached(rs)} | {auc} | {ci(*bootstrap_mean([r['ar_dimra_max'] for r in rs]))} | "
+                     f"{ci(*bootstrap_mean([r['ar_mu'] for r in rs]))} |")
     failed = [r for r in rows if r.get("status") == "error"]
     L += ["", f"{len(ok)} rows, {len(failed)} failed; trial time "
           f"{sum(r.get('seconds') or 0 for r in rows if isinstance(r.get('seconds'), float)) / 3600:.1f} h. "
@@ -111,9 +123,9 @@ def main() -> None:
     if args.smoke:
         from raysweep.experiment import SMOKE
 
-        global ATTACK, SIZES, LRS, SEEDS
+        global ATTACK, SIZES, LRS, SEEDS, LORA
         EXTRA.update({k: v for k, v in SMOKE.items() if not k.startswith("attack.")}, **{"unlearn.steps": 20})
-        ATTACK, SIZES, LRS, SEEDS = (0, 10, 20), (50, 0), (1e-4,), (0, 1)
+        ATTACK, SIZES, LRS, SEEDS, LORA = (0, 10, 20), (50, 0), (1e-4,), (0, 1), (0, 2)
     tuned = committed_tuning(argparse.Namespace(docs=args.docs))
     best = {m: choose(tuned.get(m, []), m) for m in args.methods}
     settings = {m: b.setting for m, b in best.items() if b is not None and b.feasible}
