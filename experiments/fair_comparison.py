@@ -33,7 +33,7 @@ from fair_tune import FEASIBLE, STUDY, tuning  # noqa: E402
 
 from raysweep.budget import TAU, steps_to_recovery  # noqa: E402
 from raysweep.experiment import violations  # noqa: E402
-from raysweep.study import Log, ci, job, run_jobs, write_csv  # noqa: E402
+from raysweep.study import Log, ci, job, run_jobs, run_script, write_csv  # noqa: E402
 from raysweep.stats import bootstrap_mean, paired_difference, spearman, verdict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -577,8 +577,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        print("study: interrupted; finished trials are kept, the same command resumes it", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_script(main, "study")

@@ -22,7 +22,7 @@ from fair_comparison import CONTROL_EVAL_SEED, base_overrides, choose, committed
 
 from raysweep.budget import recovery_auc  # noqa: E402
 from raysweep.stats import bootstrap_mean  # noqa: E402
-from raysweep.study import Log, ci, job, run_jobs, write_csv  # noqa: E402
+from raysweep.study import Log, ci, job, run_jobs, run_script, write_csv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["dimum", "salun", "sa"]  # the methods the fair comparison found feasible
@@ -145,8 +145,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        print("threat model: interrupted; finished trials are kept, the same command resumes it", file=sys.stderr)
-        raise SystemExit(130) from None
+    run_script(main, "threat model")

@@ -113,6 +113,15 @@ def run_jobs(groups: list[list[Job]], root: str, log: Log, workers: int = 2, thr
                 after_each()
 
 
+def run_script(main: Callable[[], None], name: str) -> None:
+    """A study script's entry point: Ctrl-C keeps what finished and says the same command resumes it (exit 130)."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; finished trials are kept, the same command resumes it", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
 def label(row: dict) -> str:
     """A short name for a row in progress lines."""
     o = row.get("overrides", {})
