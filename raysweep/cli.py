@@ -62,7 +62,7 @@ def _on_term(signum, frame):
 def run(main: Callable[[], dict | None], as_json: bool) -> dict | None:
     """Run a command; a user error is one line on stderr and exit 2, an error of the machine (OSError) one line
     and exit 1; Ctrl-C exits 130 and SIGTERM 143."""
-    signal.signal(signal.SIGTERM, _on_term)
+    previous = signal.signal(signal.SIGTERM, _on_term)
     try:
         out = main()
     except RaysweepError as e:
@@ -77,6 +77,8 @@ def run(main: Callable[[], dict | None], as_json: bool) -> dict | None:
     except Terminated:
         print("error: terminated (SIGTERM)", file=sys.stderr)
         raise SystemExit(143) from None
+    finally:  # a command run in-process (tests, a notebook) leaves the caller's handler as it found it
+        signal.signal(signal.SIGTERM, previous)
     if as_json and out is not None:
         print(json.dumps(plain(out), allow_nan=False))
     return out

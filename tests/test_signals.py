@@ -25,9 +25,11 @@ def test_an_error_of_the_machine_is_one_line_and_exit_1(capsys):
     def disk_full():
         raise OSError(28, "No space left on device")
 
+    before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as e:
         cli.run(disk_full, as_json=True)
     assert e.value.code == 1 and capsys.readouterr() == ("", "error: [Errno 28] No space left on device\n")
+    assert signal.getsignal(signal.SIGTERM) is before  # run in-process, it leaves the caller's handler
 
 
 def test_sigterm_stops_a_sweep_like_ctrl_c_and_says_how_to_resume(tmp_path, ray_env):
