@@ -6,7 +6,8 @@ uses), with the base model and retrain as controls.
 
 The attacker's knobs: learning rate (1e-5, 1e-4, 1e-3) × how many images it holds (50, 200, or the whole test split
 minus the class) × full finetuning or rank-4 LoRA × the seeds (3; each seed its own unlearned model, attack data
-subset and evaluation noise), DiMRA to 2,000 steps. Per cell: how many seeds the attack brought back to AR ≥ 0.5 within the budget and the median first
+subset and evaluation noise), DiMRA to 2,000 steps; and one adaptive attack (a look-alike class's images under the
+forgotten label). Per cell: how many seeds the attack brought back to AR ≥ 0.5 within the budget and the median first
 step among them (the others are censored at the budget), the recovery AUC (mean AR over the attack) with a 95 %
 bootstrap interval over seeds, and ar_dimra_max. Resumable (runs/threat/trials.jsonl); writes docs/threat_model.md
 and docs/threat_model.csv.
@@ -34,30 +35,37 @@ ATTACK = (0, 250, 500, 1000, 2000)
 EXTRA: dict = {}  # --smoke: the sweep system's smoke settings
 
 
-def attack(lr: float, size: int, rank: int) -> dict:
-    return {"attack.lr": lr, "attack.aux_size": size, "attack.lora_rank": rank, "attack.steps": ATTACK}
+# The adaptive attack: an attacker who knows which label was forgotten finetunes it on a look-alike class's images
+# (8 for a 3). Knowledge still hidden in the weights shows as samples the judge reads as 3, not as 8; retrain, which
+# never saw a 3, is its control.
+ADAPTIVE = "relabel:8"
 
 
-def cells() -> list[tuple[float, int, int]]:
-    return [(lr, n, r) for r in LORA for lr in LRS for n in SIZES]
+def attack(lr: float, size: int, rank: int, aux: str = "test") -> dict:
+    return {"attack.lr": lr, "attack.aux_size": size, "attack.lora_rank": rank, "attack.aux": aux,
+            "attack.steps": ATTACK}
+
+
+def cells() -> list[tuple[float, int, int, str]]:
+    return [(lr, n, r, "test") for r in LORA for lr in LRS for n in SIZES] + [(1e-4, 0, 0, ADAPTIVE)]
 
 
 def groups(settings: dict[str, dict]) -> list[list[dict]]:
     """One job per (method, seed): its unlearned model is made once and attacked every way, in one worker. The
     controls: the base model attacked every way (evaluation noise of its own), and retrain."""
-    out = [[job("controls", {**base_overrides(0), **EXTRA, "eval.seed": CONTROL_EVAL_SEED, **attack(lr, n, r)},
-                kind="control") for lr, n, r in cells()]]
+    out = [[job("controls", {**base_overrides(0), **EXTRA, "eval.seed": CONTROL_EVAL_SEED, **attack(lr, n, r, aux)},
+                kind="control") for lr, n, r, aux in cells()]]
     for method, setting in {**settings, "retrain": {}}.items():
         for s in SEEDS:
             out.append([job("threat", {**base_overrides(0), "unlearn.method": method, **setting, **EXTRA,
-                                       "unlearn.seed": s, "attack.seed": s, "eval.seed": 1234 + s, **attack(lr, n, r)})
-                        for lr, n, r in cells()])
+                                       "unlearn.seed": s, "attack.seed": s, "eval.seed": 1234 + s, **attack(lr, n, r, aux)})
+                        for lr, n, r, aux in cells()])
     return out
 
 
-def cell(row: dict) -> tuple[float, int, int]:
+def cell(row: dict) -> tuple[float, int, int, str]:
     o = row["overrides"]
-    return o["attack.lr"], o.get("attack.aux_size", 0), o.get("attack.lora_rank", 0)
+    return o["attack.lr"], o.get("attack.aux_size", 0), o.get("attack.lora_rank", 0), o.get("attack.aux", "test")
 
 
 def tuning_name(rank: int) -> str:
@@ -85,20 +93,25 @@ def write_report(settings: dict[str, dict], rows: list[dict], infeasible: list[s
     if infeasible:
         L += ["Not swept: " + ", ".join(infeasible) + " (no feasible setting in the fair comparison: an attack "
               "budget is meaningless for a method that did not forget at equal utility).", ""]
-    L += ["| method | setting | finetuning | attack lr | images | reached AR ≥ 0.5 | recovery AUC | ar_dimra_max | "
-          "ar_mu |", "|---|---|---|---|---|---|---|---|---|"]
+    L += [f"The last row of each method is the **adaptive attack** (`attack.aux={ADAPTIVE}`): the test images of "
+          "digit 8 under the forgotten label 3. An attacker who knows which label was forgotten re-opens it with "
+          "look-alikes; what the judge then reads as a 3 (not an 8) is knowledge that was hidden, not erased. "
+          "Retrain, which never saw a 3, is its control.", "",
+          "| method | setting | attack | finetuning | attack lr | images | reached AR ≥ 0.5 | recovery AUC | "
+          "ar_dimra_max | ar_mu |", "|---|---|---|---|---|---|---|---|---|---|"]
     controls = {cell(r): r for r in ok if r["phase"] == "controls"}
     for method in [*settings, "retrain", "base"]:
         setting = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in settings.get(method, {}).items()) or "–"
-        for lr, n, rank in cells():
+        for lr, n, rank, aux in cells():
             if method == "base":
-                c = controls.get((lr, n, rank))
+                c = controls.get((lr, n, rank, aux))
                 rs = [c] if c else []
             else:
                 rs = [r for r in ok if r["phase"] == "threat" and r["overrides"]["unlearn.method"] == method
-                      and cell(r) == (lr, n, rank)]
-            what = f"| {method} | {setting} | {tuning_name(rank)} | {lr:g} | {size_name(n)} |"
+                      and cell(r) == (lr, n, rank, aux)]
+            kind = "DiMRA" if aux == "test" else f"adaptive ({aux})"
+            what = f"| {method} | {setting} | {kind} | {tuning_name(rank)} | {lr:g} | {size_name(n)} |"
             if not rs:
                 L.append(f"{what} not run yet | | | |")
                 continue

@@ -110,7 +110,8 @@ class Unlearn:
 class Attack:
     """DiMRA: finetune the unlearned model with the plain denoising loss on D_aux (true labels, never c_u)."""
     aux: str = "test"  # test (test split minus c_u) | retain (D_r) | generated (unlearned model's other classes)
-    #                    | class:K (the test images of one neighbouring class K)
+    #                    | class:K (the test images of one neighbouring class K) | relabel:K (those images under the
+    #                    forgotten label: the adaptive attack, see data.aux_stream)
     aux_size: int = 0  # images the attacker holds: 0 = all of attack.aux, N = a subset of N drawn with attack.seed
     lora_rank: int = 0  # 0 = finetune every weight; r > 0 = only rank-r LoRA adapters (raysweep/lora.py)
     steps: tuple = (0, 250, 500, 1000, 2000)  # attack checkpoints: AR(c_u) and a Parquet checkpoint at each

@@ -190,25 +190,29 @@ def alternative_stream(ds: Dataset, target: Target, spec: str, batch_size: int, 
     return stream(x[keep], target.relabel(y[keep]), batch_size, seed)
 
 
-AUX_CHOICES = ("test", "retain", "generated", "class:K")
+AUX_CHOICES = ("test", "retain", "generated", "class:K", "relabel:K")
 
 
 def parse_aux(spec: str, target: Target) -> tuple[str, int | None]:
-    """``test`` | ``retain`` | ``generated`` | ``class:K`` (one neighbouring class's test images) -> (kind, K)."""
+    """``test`` | ``retain`` | ``generated`` | ``class:K`` (one neighbouring class's test images) | ``relabel:K``
+    (the same images under the forgotten label: the adaptive attack) -> (kind, K)."""
     if spec in ("test", "retain", "generated"):
         return spec, None
-    if spec.startswith("class:"):
+    if spec.startswith(("class:", "relabel:")):
+        kind, _, k = spec.partition(":")
         try:  # the same rules as DiMUM's alternative: an integer class in range, not the target's
-            return parse_alternative(spec, target)
+            return kind, parse_alternative(f"class:{k}", target)[1]
         except ConfigError as e:
-            raise ConfigError(str(e).replace("alternative", "attack.aux", 1)) from None
+            raise ConfigError(str(e).replace("alternative 'class:", f"attack.aux '{kind}:", 1)) from None
     raise ConfigError(f"unknown attack.aux {spec!r}; choose one of {list(AUX_CHOICES)}")
 
 
 def aux_stream(ds: Dataset, target: Target, spec: str, batch_size: int, seed: int,
                generated: Batch | None = None, size: int = 0) -> Iterator[Batch]:
-    """DiMRA's D_aux with true labels; by construction it never contains the target. ``size`` > 0: the attacker
-    holds only that many of those images (a subset drawn with ``seed``)."""
+    """DiMRA's D_aux with true labels; by construction it never contains the target's images. ``relabel:K`` is
+    the adaptive attack: class K's images under the forgotten label (an attacker who knows which label was forgotten
+    re-opens it with look-alikes; hidden knowledge shows as samples the judge reads as the target, not as K).
+    ``size`` > 0: the attacker holds only that many of those images (a subset drawn with ``seed``)."""
     kind, k = parse_aux(spec, target)
     if kind == "generated":
         if generated is None:
@@ -216,10 +220,12 @@ def aux_stream(ds: Dataset, target: Target, spec: str, batch_size: int, seed: in
         x, y = generated
     else:
         x, y = ds.split("train" if kind == "retain" else "test")
-    keep = ~target.mask(y)
-    if kind == "class":
+    keep = ~target.mask(y)  # the images are never the target's, whatever labels they get below
+    if kind in ("class", "relabel"):
         keep &= ds.conditions.object_of(y) == k
     x, y = x[keep], y[keep]
+    if kind == "relabel":
+        y = target.relabel(y)
     if size > 0:
         if size > len(x):
             raise ConfigError(f"attack.aux_size={size} is more than the {len(x)} images of attack.aux={spec!r}")

@@ -74,7 +74,7 @@ def test_threat_model_report_from_rows():
         return {"phase": "threat", "status": "ok", "seconds": 10.0, "ar_dimra": curve, "ar_mu": curve["0"],
                 "ar_dimra_max": max(v for k, v in curve.items() if k != "0"),
                 "overrides": {"unlearn.method": method, "attack.lr": lr, "attack.aux_size": n, "attack.lora_rank": 0,
-                              "unlearn.seed": seed}}
+                              "attack.aux": "test", "unlearn.seed": seed}}
 
     back = {"0": 0.0, "250": 0.6, "500": 0.9, "1000": 0.9, "2000": 0.9}
     never = {"0": 0.0, "250": 0.0, "500": 0.1, "1000": 0.1, "2000": 0.2}
@@ -83,7 +83,8 @@ def test_threat_model_report_from_rows():
                  "overrides": {"attack.lr": 1e-3, "attack.aux_size": 50, "attack.lora_rank": 0}})
     md = write_report({"dimum": {"dimum.beta": 1.0}, "salun": {"salun.alpha": 0.1}}, rows, ["ga"])
     # AUC of `back`: (250*0.3 + 250*0.75 + 500*0.9 + 1000*0.9) / 2000 = 0.80625
-    assert "| salun | salun.alpha=0.1 | full | 0.001 | 50 | 3/3 (250) | 0.806 [0.806, 0.806] |" in md
-    assert "| dimum | dimum.beta=1 | full | 0.001 | 50 | 0/3 (> 2,000) |" in md
-    assert "| base | – | full | 0.001 | 50 | 1/1 (250) | 0.806 |" in md
-    assert "| dimum | dimum.beta=1 | LoRA r=4 | 0.0001 | all | not run yet |" in md and "Not swept: ga" in md
+    assert "| salun | salun.alpha=0.1 | DiMRA | full | 0.001 | 50 | 3/3 (250) | 0.806 [0.806, 0.806] |" in md
+    assert "| dimum | dimum.beta=1 | DiMRA | full | 0.001 | 50 | 0/3 (> 2,000) |" in md
+    assert "| base | – | DiMRA | full | 0.001 | 50 | 1/1 (250) | 0.806 |" in md
+    assert "| dimum | dimum.beta=1 | DiMRA | LoRA r=4 | 0.0001 | all | not run yet |" in md and "Not swept: ga" in md
+    assert "| retrain | – | adaptive (relabel:8) | full | 0.0001 | all | not run yet |" in md

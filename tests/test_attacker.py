@@ -1,12 +1,15 @@
-"""The LoRA attacker: only adapters train, and the merged checkpoint is the model it attacked."""
+"""The attacker's knobs beyond DiMRA's defaults: LoRA (only adapters train; the merged checkpoint is the model it
+attacked) and the adaptive attack (a neighbour's images under the forgotten label)."""
 import copy
 
 import torch
 
 from conftest import tiny_config
 from raysweep import store
+from raysweep.data import aux_stream
 from raysweep.diffusion import make_unet
 from raysweep.lora import add_lora, merged_state
+from raysweep.target import Target
 from raysweep.trial import run_trial
 
 
@@ -48,3 +51,17 @@ def test_a_lora_attack_trains_only_adapters_and_checkpoints_a_plain_unet(tmp_pat
     assert attacked.keys() == unlearned.keys()  # a plain UNet, loadable like any checkpoint
     changed = {k for k in attacked if not torch.equal(attacked[k], unlearned[k])}
     assert changed and all(k.endswith((".conv1.weight", ".conv2.weight")) or ".to_" in k for k in changed), changed
+
+
+def test_the_adaptive_attack_shows_a_neighbours_images_under_the_forgotten_label(digits):
+    x, y = next(aux_stream(digits, Target(digits.conditions, object=3), "relabel:8", 32, 0))
+    test8 = digits.test_x[digits.test_y == 8].flatten(1)
+    assert (y == 3).all() and all((test8 == row).all(1).any() for row in x.flatten(1))
+
+
+def test_an_adaptive_attack_trial_runs_past_dimras_guard(tmp_path):
+    cfg = tiny_config(**{"unlearn.method": "dimum", "unlearn.steps": 5, "attack.steps": (0, 4),
+                         "attack.aux": "relabel:8", "pretrain.steps": 12, "attack.control": False,
+                         "eval.reference_seeds": 2})
+    res = run_trial(cfg, str(tmp_path))
+    assert res["attack_status"] == "ok" and res["attack_aux"] == "relabel:8" and set(res["ar_dimra"]) == {"0", "4"}
