@@ -38,8 +38,12 @@ class Log:
         return {r["key"] for r in self.rows() if r.get("status") != "error"}
 
     def append(self, row: dict) -> None:
-        with self.path.open("a") as f:  # one short append per trial
-            f.write(json.dumps(row) + "\n")
+        line = (json.dumps(row) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:  # one write(2) with O_APPEND: two workers appending at once never interleave a line
+            os.write(fd, line)
+        finally:
+            os.close(fd)
 
 
 def job_key(phase: str, overrides: dict) -> str:
@@ -85,11 +89,18 @@ def job(phase: str, overrides: dict, **extra) -> Job:
     return {"key": job_key(phase, overrides), "phase": phase, "overrides": overrides, **extra}
 
 
-def _worker(jobs: list[Job], root: str, threads: int) -> list[dict]:
+def _worker(jobs: list[Job], root: str, threads: int, log: Log) -> int:
+    """Run a group in order; each row goes to the log as soon as its trial ends (a study stopped mid-group keeps
+    it, and progress shows per trial)."""
     import torch
 
     torch.set_num_threads(threads)
-    return [run_one(job, root) for job in jobs]
+    for job in jobs:
+        row = run_one(job, root)
+        log.append(row)
+        print(f"study: {label(row)} -> {row.get('status')} ({row.get('seconds') or 0:.0f}s)"
+              + (f": {row.get('error')}" if row.get("status") == "error" else ""), file=sys.stderr, flush=True)
+    return len(jobs)
 
 
 def run_jobs(groups: list[list[Job]], root: str, log: Log, workers: int = 2, threads: int = 1,
@@ -103,12 +114,9 @@ def run_jobs(groups: list[list[Job]], root: str, log: Log, workers: int = 2, thr
     print(f"study: {sum(len(g) for g in todo)} trials to run in {len(todo)} jobs, {workers} at a time",
           file=sys.stderr, flush=True)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_worker, g, root, threads) for g in todo]
+        futures = [pool.submit(_worker, g, root, threads, log) for g in todo]
         for f in as_completed(futures):
-            for row in f.result():
-                log.append(row)
-                print(f"study: {label(row)} -> {row.get('status')} ({row.get('seconds') or 0:.0f}s)"
-                      + (f": {row.get('error')}" if row.get("status") == "error" else ""), file=sys.stderr, flush=True)
+            f.result()
             if after_each is not None:
                 after_each()
 
