@@ -155,6 +155,8 @@ def unlearn_phase(t: Trial) -> tuple[nn.Module, dict, list[float], str]:
         return model.to(t.device), meta["extra"]["metrics"], meta["extra"]["loss_curve"], uri
     u, traj = cfg.unlearn, trajectory.key(key)
     u_state = store.load_loop(t.path("unlearn-state.parquet"), t.config) if t.resume else None
+    if u_state is not None and "probe_reads" not in u_state.meta:  # saved before probe reads kept their steps
+        u_state = None  # (rerun rather than resume with reads it cannot place)
     shared = None if u_state else trajectory.longest_prefix(t.root, traj, u.checkpoint_every, u.steps)
 
     def save(state: LoopState) -> None:  # this trial's own resume point, and the shared trajectory's
