@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import posixpath
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -210,6 +211,33 @@ def cached_module(root: str, kind: str, key_config: dict[str, Any], build: Calla
     module = make()
     module.load_state_dict(state)
     return module, extra, True
+
+
+SHARED_FS = ("nfs", "nfs4", "cifs", "smb3", "ceph", "lustre", "glusterfs", "gpfs", "beegfs", "9p", "fuse.")
+
+
+def filesystem_type(path: str, mounts: str = "/proc/mounts") -> str:
+    """The type of the filesystem holding local ``path`` (the longest mount point above it), "" if unknown."""
+    try:
+        lines = Path(mounts).read_text().splitlines()
+    except OSError:
+        return ""
+    path = os.path.realpath(path)
+    best, kind = "", ""
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].encode().decode("unicode_escape")  # /proc/mounts escapes spaces as \040
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def shared(uri: str, mounts: str = "/proc/mounts") -> bool:
+    """Whether every node of a cluster can reach ``uri``: object storage, or a network filesystem mount."""
+    kind = "" if is_remote(uri) else filesystem_type(uri, mounts)
+    return is_remote(uri) or kind.startswith(SHARED_FS) or os.environ.get("RAYSWEEP_SHARED_STORAGE") == "1"
 
 
 def ensure_writable(uri: str, flag: str) -> None:

@@ -316,6 +316,12 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
         raise RaysweepError(f"--resume: there is no sweep {name!r} under {ray_storage} to resume")
     connect(address)
     try:
+        nodes = sum(n.get("Alive", False) for n in ray.nodes())
+        if nodes > 1 and not store.shared(ray_storage):
+            raise RaysweepError(
+                f"--storage {storage} is on this machine's own disk, but the Ray cluster has {nodes} nodes: trials on "
+                "the others could not read or write it; use s3://… (or a network filesystem mounted at the same path "
+                "on every node; set RAYSWEEP_SHARED_STORAGE=1 if raysweep does not recognise yours)")
         cpus = ray.cluster_resources().get("CPU", 1)
         concurrent = max_concurrent or max(1, int(cpus // exp.cpus_per_trial))
         exp_id = tracking.experiment_id(mlflow_uri, name, os.path.join(local_dir, "mlartifacts"))

@@ -89,3 +89,20 @@ def test_uris_inside_a_sweep_are_relative_and_a_moved_result_is_rebased():
     assert (old, new) == ("/a/runs", "/z/copy")
     moved = store.rebase({"u": "/a/runs/store/x", "l": ["/a/runs/sw/t/a", "/a/runsx/y", 3]}, old, new)
     assert moved == {"u": "/z/copy/store/x", "l": ["/z/copy/sw/t/a", "/a/runsx/y", 3]}
+
+
+def test_storage_every_node_can_reach_is_object_storage_or_a_network_mount(tmp_path, monkeypatch):
+    mounts = tmp_path / "mounts"
+    mounts.write_text("overlay / overlay rw 0 0\n"
+                      "server:/export /mnt/shared nfs4 rw,relatime 0 0\n"
+                      "tmpfs /mnt/shared/scratch tmpfs rw 0 0\n"
+                      "s3fs /mnt/my\\040bucket fuse.s3fs rw 0 0\n")
+    monkeypatch.delenv("RAYSWEEP_SHARED_STORAGE", raising=False)
+    assert store.filesystem_type("/mnt/shared/runs", str(mounts)) == "nfs4"
+    assert store.filesystem_type("/mnt/shared/scratch/runs", str(mounts)) == "tmpfs"  # the longest mount point
+    assert store.filesystem_type("/mnt/sharedx", str(mounts)) == "overlay"
+    assert store.shared("/mnt/shared/runs", str(mounts)) and store.shared("/mnt/my bucket/x", str(mounts))
+    assert store.shared("s3://bucket/runs", str(mounts))
+    assert not store.shared("/home/me/runs", str(mounts)) and not store.shared("/mnt/shared/scratch", str(mounts))
+    monkeypatch.setenv("RAYSWEEP_SHARED_STORAGE", "1")  # a shared filesystem raysweep does not recognise
+    assert store.shared("/home/me/runs", str(mounts))
