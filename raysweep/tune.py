@@ -280,7 +280,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
             raise RaysweepError(f"Ray cluster at {address} is unreachable ({e})") from None
     try:
         if address:
-            ray.init(address=address, log_to_driver=False)
+            # quietly: a refusal after connecting (e.g. local storage on a multi-node cluster) stays one line
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         else:
             ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
     except (OSError, RuntimeError, ValueError) as e:

@@ -1,5 +1,6 @@
-"""Sweeps that survive: a killed driver resumed, Ctrl-C on a sweep then resumed, a killed trial worker restarted from its saved state, an MLflow
-outage, object storage through a real S3-protocol server on loopback. Real Ray, real servers, all local."""
+"""Sweeps that survive: a killed driver resumed (after the sweep was moved), Ctrl-C on a sweep then resumed, a killed
+trial worker restarted from its saved state, an MLflow outage, object storage through a real S3-protocol server on
+loopback, a two-node cluster with nothing on a shared disk. Real Ray, real servers, all local."""
 import json
 import os
 import shlex
@@ -267,3 +268,44 @@ def test_sweep_on_s3_storage(s3, tmp_path, ray_env):
     info = store.read_json("s3://raysweep/sweeps/ons3/sweep.json")
     assert info["optuna_storage"].startswith("sqlite:///") and Path(info["optuna_storage"][10:]).exists()
     assert info["mlflow_uri"].startswith("sqlite:///")
+
+
+def test_a_two_node_cluster_runs_a_sweep_with_nothing_on_a_shared_disk(s3, tmp_path, ray_env, monkeypatch):
+    """Two Ray nodes on this machine (ray.cluster_utils.Cluster), each with room for one trial, storage on the
+    S3-protocol server: trials run on both nodes and everything lands in the object store; local storage is
+    refused up front."""
+    from ray.cluster_utils import Cluster
+
+    from conftest import assert_one_line_error
+
+    monkeypatch.setenv("RAY_TMPDIR", ray_env["RAY_TMPDIR"])  # the nodes' session files, killed by ray_env
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    cluster.add_node(num_cpus=2)  # a trial asks for 2 CPUs: one per node
+    cluster.wait_for_nodes()
+    try:
+        args = (EXP, "--address", cluster.address, "--smoke", "--name", "multi", "--num-samples", "2", "--json")
+        refused = run_cli("raysweep.tune", *args, "--storage", str(tmp_path / "local"), cwd=str(tmp_path))
+        assert_one_line_error(refused, "on this machine's own disk", "has 2 nodes")
+        res = run_cli("raysweep.tune", *args, "--storage", "s3://raysweep/multi", "--max-concurrent", "2",
+                      timeout=600, cwd=str(tmp_path))
+        assert res.returncode == 0, res.stderr[-3000:]
+    finally:
+        cluster.shutdown()
+    fs, path = store.resolve("s3://raysweep/multi/multi/results.parquet")
+    with fs.open_input_file(path) as f:
+        rows = pq.read_table(f).to_pylist()
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert len({r["node_id"] for r in rows}) == 2  # one trial on each node
+    for r in rows:  # its checkpoints and its own record are in the object store
+        uris = [store.locate(u, "s3://raysweep/multi/multi") for u in [r["unlearned_uri"],
+                                                                       *json.loads(r["attack_uris"]).values()]]
+        assert all(u.startswith("s3://raysweep/multi/") and store.exists(u) for u in uris)
+        assert store.exists(f"s3://raysweep/multi/multi/trials/{r['trial_id']}/result.json")
+    local = tmp_path / "runs" / "multi"  # the driver's machine holds only the SQLite stores (and MLflow's files)
+    assert set(os.listdir(local)) <= {"mlflow.db", "optuna.db", "mlartifacts"}
+    client = MlflowClient(f"sqlite:///{local / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("multi").experiment_id])
+    assert sorted(run.data.tags["node_id"] for run in runs) == sorted(r["node_id"] for r in rows)
+    study = optuna.load_study(study_name="multi", storage=f"sqlite:///{local / 'optuna.db'}")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert not (tmp_path / "local").exists() or not any((tmp_path / "local").rglob("*.parquet"))
