@@ -29,7 +29,8 @@ def bootstrap_mean(values: Sequence[float], strata: Sequence | None = None, resa
                    seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
     """(mean, lo, hi): percentile bootstrap of the mean over independent units (seeds). With ``strata`` (e.g. the
     base-model seed of each unit) units are resampled within their stratum, so a study with few bases keeps each
-    base's share. NaNs are dropped; fewer than two units give (mean, nan, nan)."""
+    base's share. NaNs are dropped; fewer than two units, or a stratum with a single unit (whose resamples would
+    never vary: a zero-width interval that is ignorance, not certainty), give (mean, nan, nan)."""
     x = np.asarray(values, dtype=float)
     keep = np.isfinite(x)
     x = x[keep]
@@ -40,6 +41,8 @@ def bootstrap_mean(values: Sequence[float], strata: Sequence | None = None, resa
     rng = np.random.default_rng(seed)
     groups = [np.arange(len(x))] if strata is None else [
         np.flatnonzero(np.asarray(strata, dtype=object)[keep] == s) for s in dict.fromkeys(np.asarray(strata, dtype=object)[keep])]
+    if any(len(g) < 2 for g in groups):
+        return float(x.mean()), math.nan, math.nan
     means = np.zeros(resamples)
     for g in groups:
         draws = rng.integers(0, len(g), size=(resamples, len(g)))

@@ -51,3 +51,14 @@ def test_verdict_needs_the_whole_interval_on_one_side():
     assert verdict(0.05, 0.15, 0.1, "below") == "inconclusive"  # a knife edge: 0.093 vs 0.1 is not a verdict
     assert verdict(0.6, 0.9, 0.5, "above") == "reproduced"
     assert verdict(float("nan"), float("nan"), 0.5, "above") == "inconclusive"
+
+
+def test_a_stratum_of_one_unit_gives_no_interval():
+    import math
+
+    from raysweep.stats import bootstrap_mean
+
+    mean, lo, hi = bootstrap_mean([0.2, 0.6], strata=[0, 1])  # one replicate per base seed: nothing to resample
+    assert mean == 0.4 and math.isnan(lo) and math.isnan(hi)
+    mean, lo, hi = bootstrap_mean([0.2, 0.3, 0.6, 0.7], strata=[0, 0, 1, 1])
+    assert 0.25 <= lo < mean == 0.45 < hi <= 0.65
