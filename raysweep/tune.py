@@ -302,9 +302,10 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
     # reads only the final result (multi-objective Optuna gets no intermediate results anyway).
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     local_dir = _local_dir(storage, name)
-    mlflow_uri = mlflow_uri or f"sqlite:///{os.path.join(local_dir, 'mlflow.db')}"
+    own_store = f"sqlite:///{os.path.join(local_dir, 'mlflow.db')}"
+    mlflow_uri = mlflow_uri or own_store
     tracking.check_reachable(mlflow_uri)
-    if mlflow_uri == f"sqlite:///{os.path.join(local_dir, 'mlflow.db')}":  # the sweep's own store, maybe moved
+    if mlflow_uri == own_store:  # the sweep's own store, maybe moved
         tracking.relocate(os.path.join(local_dir, "mlflow.db"), os.path.join(local_dir, "mlartifacts"))
     ray_storage = storage if store.is_remote(storage) else os.path.abspath(storage)
     sweep_dir = store.join(ray_storage, name)

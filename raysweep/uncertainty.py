@@ -15,10 +15,14 @@ from .stats import bootstrap_mean
 SEED_KEYS = ("unlearn.seed", "attack.seed", "eval.seed", "pretrain.seed", "judge.seed")
 
 
+def setting_keys(row: dict) -> list[str]:
+    """The row's config columns other than seeds (config columns are the dotted ones; curves are ``name/step``)."""
+    return [k for k in row if "." in k and "/" not in k and k not in SEED_KEYS]
+
+
 def setting_of(row: dict) -> str:
-    """The row's config without its seeds (config columns are the dotted ones; curves are ``name/step``)."""
-    return json.dumps({k: v for k, v in row.items() if "." in k and "/" not in k and k not in SEED_KEYS},
-                      sort_keys=True, default=str)
+    """The row's config without its seeds."""
+    return json.dumps({k: row[k] for k in setting_keys(row)}, sort_keys=True, default=str)
 
 
 def replicate_groups(rows: list[dict], idx: list[int]) -> list[list[int]]:
@@ -59,5 +63,5 @@ def dominance_table(rows: list[dict], groups: list[dict], objectives: dict[str, 
 
 def varying(rows: list[dict], groups: list[dict]) -> list[str]:
     """The config keys whose values differ between the groups: what names a setting."""
-    keys = sorted({k for g in groups for k in rows[g["rows"][0]] if "." in k and "/" not in k and k not in SEED_KEYS})
+    keys = sorted({k for g in groups for k in setting_keys(rows[g["rows"][0]])})
     return [k for k in keys if len({json.dumps(rows[g["rows"][0]].get(k), default=str) for g in groups}) > 1]
