@@ -20,7 +20,7 @@ from common import machine  # noqa: E402
 
 from raysweep.canvas import read_all  # noqa: E402
 from raysweep.config import Data  # noqa: E402
-from raysweep.data import load_dataset  # noqa: E402
+from raysweep.datasets import load_dataset  # noqa: E402
 
 
 def make_tree(root: Path, styles: int, objects: int, per_cell: int, size: int) -> list[Path]:

@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine  # noqa: E402
 
 from raysweep.config import Model, Schedule  # noqa: E402
-from raysweep.data import load_dataset, stream  # noqa: E402
+from raysweep.data import stream  # noqa: E402
+from raysweep.datasets import load_dataset  # noqa: E402
 from raysweep.config import Data  # noqa: E402
 from raysweep.diffusion import DenoisingLoss, make_unet  # noqa: E402
 from raysweep.loop import optimize  # noqa: E402

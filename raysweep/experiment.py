@@ -54,7 +54,8 @@ class Experiment:
     fixed: dict[str, Any] = field(default_factory=dict)  # config values every trial shares
     num_samples: int = 8
     search: str = "optuna"
-    workers: int = 0  # Ray Train workers per trial: 0 runs it in the Tune trial's process, 1 in a Train worker
+    workers: int = 0  # Ray Train workers per trial: 0 runs it in the Tune trial's process, 1 in a Train worker,
+    # N > 1 data-parallel over N workers (raysweep/parallel.py; each batch split across them, the global batch kept)
     gpus_per_worker: float = 0.0
     cpus_per_trial: int = 2
     seed: int = 0
@@ -85,9 +86,6 @@ class Experiment:
         if not (isinstance(g, (int, float)) and math.isfinite(g) and g >= 0 and (g <= 1 or float(g).is_integer())):
             raise ConfigError(f"experiment {self.name}: gpus_per_worker must be a fraction in [0, 1] (trials packed "
                               f"on one GPU) or a whole number of GPUs, got {g}")
-        if self.workers > 1:  # the trial's loop has no DDP wrapper yet: W > 1 would train W copies apart
-            raise ConfigError(f"experiment {self.name}: workers > 1 (DDP inside one trial) is not supported yet; "
-                              "use workers 0 (in-process) or 1 (one Ray Train worker, e.g. on a GPU)")
         if self.prune is not None:
             unknown = set(self.prune) - {"metric", "mode", "grace_period", "reduction_factor", "max_t"}
             if unknown or self.prune.get("mode") not in ("min", "max") or "metric" not in self.prune:

@@ -17,6 +17,8 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from . import parallel
+
 Callback = Callable[[int, torch.nn.Module], bool | None]  # return True to stop early
 
 
@@ -89,6 +91,9 @@ def optimize(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator
 
     Every ``save_every`` steps ``save(LoopState)`` runs; ``resume=`` that state continues the run as if it had
     never stopped (same batches, same noise, same Adam moments).
+
+    Under a process group of W ranks (a trial with ``workers`` > 1) each model call runs on a shard of the batch
+    and the gradients are summed across ranks (``raysweep.parallel``): the same loop at the same global batch.
     """
     torch.manual_seed(seed)
     device = next(model.parameters()).device
@@ -103,40 +108,42 @@ def optimize(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator
     first = result.steps_run + 1
     start = time.perf_counter() - (resume.meta.get("seconds", 0.0) if resume is not None else 0.0)
     model.train()
-    bar = tqdm(total=steps, initial=first - 1, desc=desc, disable=not progress, mininterval=2.0, leave=False)
-    for step in range(first, steps + 1):
-        batches = {k: tuple(t.to(device, non_blocking=True) for t in next(it)) for k, it in streams.items()}
-        with autocast:
-            out = loss(model, batches, step)
-        value, logs = out if isinstance(out, tuple) else (out, {})
-        v = float(value.detach())
-        if not math.isfinite(v) or abs(v) > max_abs_loss:
-            result.status = "diverged"
-            result.losses.append(v)
-            break
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        if after_clip is not None:
-            after_clip(params)
-        opt.step()
-        if averaged is not None:
-            averaged.update_parameters(model)
-        result.steps_run = step
-        result.losses.append(v)
-        if logs:
-            result.logs.append({"step": step, **{k: float(x) for k, x in logs.items()}})
-        bar.update(1)
-        if bar.n % 50 == 0:
-            bar.set_postfix(loss=f"{v:.4f}")
-        if callback is not None and ((every and step % every == 0) or step == steps):
-            if callback(step, model):
-                result.stopped_early = step < steps
+    bar = tqdm(total=steps, initial=first - 1, desc=desc, disable=not progress or not parallel.leader(), mininterval=2.0, leave=False)
+    with parallel.split_forwards(model):
+        for step in range(first, steps + 1):
+            batches = {k: tuple(t.to(device, non_blocking=True) for t in next(it)) for k, it in streams.items()}
+            with autocast:
+                out = loss(model, batches, step)
+            value, logs = out if isinstance(out, tuple) else (out, {})
+            v = float(value.detach())
+            if not math.isfinite(v) or abs(v) > max_abs_loss:
+                result.status = "diverged"
+                result.losses.append(v)
                 break
-        if save is not None and save_every and step % save_every == 0 and step < steps:
-            result.seconds = time.perf_counter() - start
-            save(_capture(step, model, opt, averaged, result))
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            parallel.sum_gradients(params)
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            if after_clip is not None:
+                after_clip(params)
+            opt.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
+            result.steps_run = step
+            result.losses.append(v)
+            if logs:
+                result.logs.append({"step": step, **{k: float(x) for k, x in logs.items()}})
+            bar.update(1)
+            if bar.n % 50 == 0:
+                bar.set_postfix(loss=f"{v:.4f}")
+            if callback is not None and ((every and step % every == 0) or step == steps):
+                if callback(step, model):
+                    result.stopped_early = step < steps
+                    break
+            if save is not None and save_every and step % save_every == 0 and step < steps:
+                result.seconds = time.perf_counter() - start
+                save(_capture(step, model, opt, averaged, result))
     bar.close()
     if averaged is not None:
         model.load_state_dict(averaged.module.state_dict())

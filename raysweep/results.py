@@ -61,6 +61,7 @@ def result_rows(grid, exp: Experiment, smoke: bool, unfinished: frozenset[str] =
         row["mlflow_run_id"] = m.get("mlflow_run_id", "")
         row["mlflow_status"] = m.get("mlflow_status", "pending")
         row["attempts"] = m.get("attempts", 0)
+        row["world_size"] = m.get("world_size", 0)  # Train workers the trial's loops ran data-parallel on
         rows.append(row)
     return rows
 

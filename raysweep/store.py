@@ -3,6 +3,9 @@
 No pickle: a tensor is its little-endian bytes plus dtype and shape; metadata (kind, step, resolved config,
 content hash) rides in the Parquet schema metadata. The content hash covers every name, dtype, shape and byte,
 so truncation or tampering is caught on read and reported with the file's URI.
+
+In a data-parallel trial (``raysweep.parallel``) rank 0 alone writes, and whether a file exists is rank 0's
+answer on every rank: the ranks take the same branches and read what rank 0 wrote.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import torch
 
+from . import parallel
 from .config import RaysweepError, content_hash
 
 
@@ -80,6 +84,8 @@ def save_state(uri: str, state: dict[str, torch.Tensor], *, kind: str, step: int
     meta = {"kind": kind, "step": step, "config": config or {}, "sha256": digest, "extra": extra or {}}
     table = pa.table({"name": [r[0] for r in rows], "dtype": [r[1] for r in rows], "shape": [r[2] for r in rows],
                       "data": [r[3] for r in rows]}, schema=SCHEMA.with_metadata({"raysweep": json.dumps(meta)}))
+    if not parallel.leader():
+        return digest
     fs, path = resolve(uri)
     fs.create_dir(posixpath.dirname(path), recursive=True)
     tmp = f"{path}.tmp"
@@ -127,8 +133,11 @@ def load_loop(uri: str, config: dict[str, Any]):
 
 
 def exists(uri: str) -> bool:
-    fs, path = resolve(uri)
-    return fs.get_file_info(path).type == pafs.FileType.File
+    def answer() -> bool:
+        fs, path = resolve(uri)
+        return fs.get_file_info(path).type == pafs.FileType.File
+
+    return parallel.agree(answer)
 
 
 def join(root: str, *parts: str) -> str:
@@ -259,6 +268,8 @@ def ensure_writable(uri: str, flag: str) -> None:
 
 
 def write_json(uri: str, obj: Any) -> None:
+    if not parallel.leader():
+        return
     fs, path = resolve(uri)
     fs.create_dir(posixpath.dirname(path), recursive=True)
     with fs.open_output_stream(f"{path}.tmp") as f:
@@ -268,6 +279,8 @@ def write_json(uri: str, obj: Any) -> None:
 
 def put_file(local: str, uri: str) -> str:
     """Copy a local file to ``uri`` (any filesystem); returns ``uri``."""
+    if not parallel.leader():
+        return uri
     fs, path = resolve(uri)
     fs.create_dir(posixpath.dirname(path), recursive=True)
     with open(local, "rb") as src, fs.open_output_stream(path) as dst:

@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from . import plots, store, trajectory
+from . import parallel, plots, store, trajectory
 from .attack import dimra
 from .bases import Bases, get_retrain, load_bases, new_unet, retrain_seed
 from .budget import budget_metrics
@@ -275,7 +275,7 @@ def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Repo
     if out["attack_status"] != "ok" and out["status"] == "ok":
         out["status"] = out["attack_status"]
     out["resumed_from"] = {"unlearn": unlearned.get("unlearn_resumed_from"), "attack": out["attack_resumed_from"]}
-    out.update(attempts=attempts, unlearn_loss_curve=loss_curve, unlearn_probe=unlearned.get("unlearn_probe", []),
+    out.update(attempts=attempts, world_size=parallel.world(), unlearn_loss_curve=loss_curve, unlearn_probe=unlearned.get("unlearn_probe", []),
                seconds=time.perf_counter() - start)
     out.pop("forget_labels")
     store.write_json(t.path("result.json"), out)
@@ -291,9 +291,11 @@ def where() -> dict:
 
 
 def _record_attempt(uri: str, resume: bool) -> int:
-    """attempts.json: one entry per start of this trial (host, Ray node, pid, time), so restarts are visible."""
+    """attempts.json: one entry per start of this trial (host, Ray node, pid of each rank, time), so restarts are
+    visible."""
     seen = store.read_json(uri) if resume and store.exists(uri) else []
-    seen.append({**where(), "pid": os.getpid(), "started": time.time()})
+    pids = parallel.gather(os.getpid())
+    seen.append({**where(), "pid": pids[0], "pids": pids, "started": time.time()})
     store.write_json(uri, seen)
     return len(seen)
 

@@ -170,15 +170,18 @@ def _train(cfg, setup: Setup, trial_id: str, trial_dir: str) -> None:
     def train_fn(_config: dict) -> None:
         import torch
 
-        torch.set_num_threads(max(1, setup.exp.cpus_per_trial))  # a Train worker starts with Ray's 1 thread
+        from . import parallel
+
+        torch.set_num_threads(threads_per_worker(setup.exp))  # a Train worker starts with Ray's 1 thread
 
         def report(metrics: dict, uri: str | None) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 if workers == 0:  # local mode runs in this process: report straight to Tune
                     ckpt = ray.tune.Checkpoint.from_directory(_ray_checkpoint(uri, tmp)) if uri else None
                     ray.tune.report(scalars(portable(metrics, setup.sweep_dir)), checkpoint=ckpt)
-                else:  # a Train worker: TuneReportCallback forwards it
-                    ckpt = ray.train.Checkpoint.from_directory(_ray_checkpoint(uri, tmp)) if uri else None
+                else:  # every Train worker reports (rank 0's metrics and checkpoint reach Tune)
+                    ckpt = (ray.train.Checkpoint.from_directory(_ray_checkpoint(uri, tmp))
+                            if uri and parallel.leader() else None)
                     ray.train.report(scalars(portable(metrics, setup.sweep_dir)), checkpoint=ckpt)
 
         device = "cuda" if use_gpu else setup.device
@@ -188,12 +191,25 @@ def _train(cfg, setup: Setup, trial_id: str, trial_dir: str) -> None:
     if workers > 0:
         from ray.tune.integration.ray_train import TuneReportCallback
         callbacks.append(TuneReportCallback())
-    resources = {"CPU": 1, **({"GPU": setup.exp.gpus_per_worker} if use_gpu else {})}
+    resources = {"CPU": cpus_per_worker(setup.exp), **({"GPU": setup.exp.gpus_per_worker} if use_gpu else {})}
     trainer = TorchTrainer(train_fn, scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
                                                                   resources_per_worker=resources if workers else None),
                            run_config=RunConfig(name=f"train-{trial_id}", storage_path=setup.ray_storage,
                                                 callbacks=callbacks))
     trainer.fit()
+
+
+# With Train workers the trial's own process only waits for them (as Train's controller does, with 0 CPUs): it
+# reserves a token CPU share, since Tune needs a non-empty bundle, and the workers share the rest of the trial's.
+WAITING_CPU = 0.01
+
+
+def threads_per_worker(exp: Experiment) -> int:
+    return max(1, exp.cpus_per_trial // max(1, exp.workers))
+
+
+def cpus_per_worker(exp: Experiment) -> float:
+    return (exp.cpus_per_trial - WAITING_CPU) / exp.workers
 
 
 def _searcher(exp: Experiment, sweep_dir_local: str, name: str):
@@ -335,7 +351,7 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
             "mlflow_uri": _beside(mlflow_uri, sweep_dir), "mlflow_experiment_id": exp_id,
             "optuna_storage": _beside(optuna_uri, sweep_dir), "optuna_study": name if optuna_uri else None,
             "smoke": smoke, "objectives": exp.objectives, "constraints": exp.constraints})
-        resources = {"cpu": exp.cpus_per_trial if exp.workers == 0 else 1,
+        resources = {"cpu": exp.cpus_per_trial if exp.workers == 0 else WAITING_CPU,
                      "gpu": exp.gpus_per_worker if exp.workers == 0 else 0}
         fn = tune.with_resources(tune.with_parameters(trainable, setup=setup), resources)
         run_config = tune.RunConfig(name=name, storage_path=ray_storage,
@@ -432,6 +448,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.max_failures < 0:
             raise RaysweepError(f"--max-failures must be >= 0, got {args.max_failures}")
         exp = load(args.experiment)
+        if args.workers is not None:
+            exp = dataclasses.replace(exp, workers=args.workers).validate()
         store.ensure_writable(args.storage, "--storage")
         name = args.name or (exp.name + ("-smoke" if args.smoke else ""))
         out = sweep(exp, storage=args.storage, name=name, mlflow_uri=args.mlflow_uri, num_samples=args.num_samples,

@@ -94,7 +94,7 @@ def _scalars(result: dict) -> set[str]:
 
 # numbers a result carries that are not measurements: identities and bookkeeping
 NOT_METRICS = {"forget_class", "seed", "attempts", "n_samples_forget", "ar_dimra_max_step", "unlearn_final_loss",
-               "attack_lr", "unlearn_resumed_from", "unlearn_shared_from", "attack_resumed_from"}
+               "attack_lr", "unlearn_resumed_from", "unlearn_shared_from", "attack_resumed_from", "world_size"}
 
 
 def test_a_method_added_as_one_file_and_a_registry_line_runs_through_a_trial(tmp_path, monkeypatch):
@@ -128,3 +128,14 @@ def test_help_and_bad_arguments_answer_before_the_model_stack_loads(command):
         seconds = time.perf_counter() - start
         assert res.returncode == rc, res.stderr[-500:]
         assert seconds < 5.0, f"raysweep.{command} {args[0]} took {seconds:.1f}s"  # the stack alone takes 10-20 s
+
+
+def test_every_benchmark_starts():
+    """Benchmarks run by hand, rarely: their imports rot unless something loads them (``--help`` imports all)."""
+    scripts = sorted(f for f in (PKG.parent / "bench").glob("*.py") if f.name != "common.py")
+    procs = {f.name: subprocess.Popen([sys.executable, str(f), "--help"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True) for f in scripts}
+    for name, p in procs.items():
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0 and out.startswith("usage:"), f"bench/{name}: {err.strip()[-500:]}"
+    assert len(procs) >= 8

@@ -19,3 +19,12 @@ def test_gpus_per_worker_is_a_fraction_up_to_one_or_a_whole_number():
             _exp(gpus_per_worker=g).validate()
     with pytest.raises(ConfigError, match="workers must be >= 0"):
         _exp(workers=-1).validate()
+
+
+def test_a_trials_cpus_are_shared_by_its_data_parallel_workers():
+    from raysweep.tune import WAITING_CPU, cpus_per_worker, threads_per_worker
+
+    for w, cpus in ((1, 2), (2, 2), (4, 2), (2, 8)):
+        e = _exp(workers=w, cpus_per_trial=cpus).validate()
+        assert WAITING_CPU + w * cpus_per_worker(e) == pytest.approx(cpus)  # Ray reserves what the trial asked for
+        assert threads_per_worker(e) == max(1, cpus // w)

@@ -150,20 +150,24 @@ def test_ctrl_c_records_the_stopped_trial_and_resume_finishes_it(tmp_path, ray_e
     assert {r.info.status for r in runs} == {"FINISHED"} and {r.data.tags["status"] for r in runs} == {"ok"}
 
 
-def test_killed_worker_restarts_from_its_last_checkpoint(tmp_path, ray_env, base_store):
+def test_a_killed_data_parallel_worker_restarts_its_trial_from_the_last_checkpoint(tmp_path, ray_env, base_store):
+    """A trial on two Train workers (data-parallel): the rank that does not write dies mid-unlearning; the trial
+    restarts on two fresh workers and continues from rank 0's last saved state to the uninterrupted result."""
     storage = storage_with_base(tmp_path, base_store)
     sweep = storage / "worker"
     proc = start_cli("raysweep.tune", EXP, "--storage", str(storage), "--name", "worker", "--num-samples", "1",
-                     "--max-failures", "1", "--json", env=ray_env)
+                     "--workers", "2", "--max-failures", "1", "--json", env=ray_env)
     wait_for(lambda: any((d / "unlearn-state.parquet").exists() for d in trial_dirs(sweep)), proc)
     (trial,) = trial_dirs(sweep)
-    os.kill(attempts(trial)[0]["pid"], signal.SIGKILL)  # the process running the trial, mid-unlearning
+    first = attempts(trial)[0]
+    assert len(first["pids"]) == 2 and first["pid"] == first["pids"][0]
+    os.kill(first["pids"][1], signal.SIGKILL)  # rank 1, mid-unlearning
     out, err = finish(proc)
     assert proc.returncode == 0, err[-3000:]
     (row,) = rows_of(sweep)
-    assert row["status"] == "ok" and row["attempts"] == 2
+    assert row["status"] == "ok" and row["attempts"] == 2 and row["world_size"] == 2
     result = json.loads((trial / "result.json").read_text())
-    assert result["resumed_from"]["unlearn"] >= 20
+    assert result["resumed_from"]["unlearn"] >= 20 and result["world_size"] == 2
 
     # the same trial, uninterrupted, in this process (same seed, same thread count, cached base)
     exp = load(EXP)

@@ -89,6 +89,7 @@ BAD_SWEEPS = {  # what the one error line must name -> the arguments (none of th
     "objective 'happiness'": [str(DATA / "unknown_objective_sweep.py")],
     "constraint on 'happiness' is not a metric": [str(DATA / "unknown_constraint_sweep.py")],
     "constraint on 'retain_acc' is malformed": [str(DATA / "malformed_constraint_sweep.py")],
+    "workers must be >= 0": [str(ROOT / "experiments" / "steps_sweep.py"), "--workers", "-1"],
     "unreachable": [str(ROOT / "experiments" / "steps_sweep.py"), "--address", "127.0.0.1:1"],
     "MLflow": [str(ROOT / "experiments" / "steps_sweep.py"), "--mlflow-uri", "http://127.0.0.1:1"],
 }
