@@ -209,7 +209,7 @@ def threads_per_worker(exp: Experiment) -> int:
 
 
 def cpus_per_worker(exp: Experiment) -> float:
-    return (exp.cpus_per_trial - WAITING_CPU) / exp.workers
+    return (exp.cpus_per_trial - WAITING_CPU) / max(1, exp.workers)
 
 
 def _searcher(exp: Experiment, sweep_dir_local: str, name: str):

@@ -313,3 +313,33 @@ def test_a_two_node_cluster_runs_a_sweep_with_nothing_on_a_shared_disk(s3, tmp_p
     study = optuna.load_study(study_name="multi", storage=f"sqlite:///{local / 'optuna.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert not (tmp_path / "local").exists() or not any((tmp_path / "local").rglob("*.parquet"))
+
+
+def test_a_node_dying_mid_trial_restarts_the_trial_on_another_node(tmp_path, ray_env, base_store, monkeypatch):
+    """Two worker nodes (the head holds no CPU): the node running the trial dies mid-unlearning; Tune restarts the
+    trial on the other node, which continues from the last saved state (storage both nodes reach)."""
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("RAY_TMPDIR", ray_env["RAY_TMPDIR"])
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    nodes = [cluster.add_node(num_cpus=2) for _ in range(2)]
+    cluster.wait_for_nodes()
+    storage = storage_with_base(tmp_path, base_store)
+    sweep = storage / "node"
+    try:  # one machine: its disk is the nodes' shared storage (as a network filesystem would be)
+        proc = start_cli("raysweep.tune", EXP, "--address", cluster.address, "--storage", str(storage), "--name",
+                         "node", "--num-samples", "1", "--max-failures", "1", "--json",
+                         env={**ray_env, "RAYSWEEP_SHARED_STORAGE": "1"}, cwd=str(tmp_path))
+        wait_for(lambda: any((d / "unlearn-state.parquet").exists() for d in trial_dirs(sweep)), proc)
+        (trial,) = trial_dirs(sweep)
+        (running,) = [n for n in nodes if n.node_id == attempts(trial)[0]["node_id"]]
+        cluster.remove_node(running, allow_graceful=False)
+        out, err = finish(proc)
+    finally:
+        cluster.shutdown()
+    assert proc.returncode == 0, err[-3000:]
+    (row,) = rows_of(sweep)
+    assert row["status"] == "ok" and row["attempts"] == 2
+    first, second = attempts(trial)
+    assert first["node_id"] == running.node_id != second["node_id"] == row["node_id"]
+    assert json.loads((trial / "result.json").read_text())["resumed_from"]["unlearn"] >= 20
