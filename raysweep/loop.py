@@ -108,7 +108,8 @@ def optimize(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator
     first = result.steps_run + 1
     start = time.perf_counter() - (resume.meta.get("seconds", 0.0) if resume is not None else 0.0)
     model.train()
-    bar = tqdm(total=steps, initial=first - 1, desc=desc, disable=not progress or not parallel.leader(), mininterval=2.0, leave=False)
+    bar = tqdm(total=steps, initial=first - 1, desc=desc, disable=not progress or not parallel.leader(),
+               mininterval=2.0, leave=False)
     with parallel.split_forwards(model):
         for step in range(first, steps + 1):
             batches = {k: tuple(t.to(device, non_blocking=True) for t in next(it)) for k, it in streams.items()}
