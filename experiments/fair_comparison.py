@@ -43,6 +43,7 @@ BASES = {0: [0, 1, 2], 1: [3, 4, 5]}  # base/judge seed -> its unlearning/attack
 LRS = (1e-4, 1e-3)
 ATTACK = (0, 250, 500, 1000, 2000)
 BUDGETS = (300, 1000, 3000)
+PARITY = 0.05  # "as robust as retrain": AR within half the forgetting bar (ar_mu <= 0.1) of the control's
 CONTROL_EVAL_SEED = 999
 
 
@@ -211,8 +212,8 @@ def rule_line(name: str, mean: float, lo: float, hi: float, n: int, threshold: f
     """A claim's line; below the design's replicate count (5 fresh seeds for the confirmation) it is inconclusive
     whatever the interval: a bootstrap over two or three identical values has no width, not certainty."""
     v = verdict(lo, hi, threshold, holds_when) if n >= min_n else f"inconclusive (n = {n} < {min_n} so far)"
-    return (f"{name}: {ci(mean, lo, hi)} (n = {n}; the claim holds when the interval lies {holds_when} "
-            f"{threshold:g}) → **{v}**")
+    side = f"within ±{threshold:g}" if holds_when == "within" else f"{holds_when} {threshold:g}"
+    return f"{name}: {ci(mean, lo, hi)} (n = {n}; the claim holds when the interval lies {side}) → **{v}**"
 
 
 def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | None], rows: list[dict]) -> str:
@@ -435,6 +436,11 @@ def verdicts(confirm: list[dict], budgets: list[dict], best: dict) -> list[str]:
                 if best.get(m) is not None and not best[m].feasible:
                     L.append(f"- 3. DiMUM more robust than {m}: **not comparable** — {m} has no feasible setting "
                              f"(DiMUM − its closest: {ci(mean, lo, hi)}, n = {n}, for reference)")
+                    continue
+                if m == "retrain":  # the control: the paper's claim is parity with it, not beating it
+                    L.append(f"- 3. DiMUM as robust as retrain (paired difference of ar_dimra_max, DiMUM − retrain; "
+                             f"parity = within ±{PARITY:g}) — "
+                             + rule_line("mean difference", mean, lo, hi, n, PARITY, "within"))
                     continue
                 L.append(f"- 3. DiMUM more robust than {m} (paired difference of ar_dimra_max, DiMUM − {m}) — "
                          + rule_line("mean difference", mean, lo, hi, n, 0.0, "below"))

@@ -31,6 +31,9 @@ def tune_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,
                    help="Ray Train workers per trial, overriding the experiment's: 0 in the trial's process, 1 one "
                         "worker, N > 1 data-parallel (each batch split over N workers)")
+    p.add_argument("--cpus-per-trial", type=int, default=None,
+                   help="CPUs each trial reserves (its torch threads, shared by its workers), overriding the "
+                        "experiment's: a bigger machine then runs more trials at once")
     p.add_argument("--name", default=None, help="sweep name (default: the experiment's name)")
     p.add_argument("--smoke", action="store_true", help="tiny trials: check a sweep end to end in minutes")
     p.add_argument("--resume", action="store_true", help="continue the sweep of the same --name/--storage")

@@ -78,12 +78,17 @@ def spearman(x: Sequence[float], y: Sequence[float], exact_max_n: int = 8, resam
 
 def verdict(lo: float, hi: float, threshold: float, holds_when: str) -> str:
     """``reproduced`` when the whole interval lies on the claim's side of ``threshold`` (``holds_when`` is
-    "below" or "above"), ``refuted`` when it lies wholly on the other side, else ``inconclusive``."""
+    "below" or "above"), ``refuted`` when it lies wholly on the other side, else ``inconclusive``. For an
+    equivalence claim (``holds_when`` "within") ``threshold`` is the margin m: reproduced when the interval lies in
+    (-m, m), refuted when it lies wholly outside it."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return "inconclusive"
+    if holds_when == "within":
+        return "reproduced" if -threshold < lo and hi < threshold else \
+            "refuted" if lo > threshold or hi < -threshold else "inconclusive"
     below, above = hi < threshold, lo > threshold
     if holds_when == "below":
         return "reproduced" if below else "refuted" if above else "inconclusive"
     if holds_when == "above":
         return "reproduced" if above else "refuted" if below else "inconclusive"
-    raise ValueError(f"holds_when must be below or above, got {holds_when!r}")
+    raise ValueError(f"holds_when must be below, above or within, got {holds_when!r}")

@@ -51,6 +51,9 @@ def test_verdict_needs_the_whole_interval_on_one_side():
     assert verdict(0.05, 0.15, 0.1, "below") == "inconclusive"  # a knife edge: 0.093 vs 0.1 is not a verdict
     assert verdict(0.6, 0.9, 0.5, "above") == "reproduced"
     assert verdict(float("nan"), float("nan"), 0.5, "above") == "inconclusive"
+    assert verdict(-0.02, 0.03, 0.05, "within") == "reproduced"  # equivalence within a margin of 0.05
+    assert verdict(0.06, 0.2, 0.05, "within") == "refuted"
+    assert verdict(-0.01, 0.07, 0.05, "within") == "inconclusive"
 
 
 def test_a_stratum_of_one_unit_gives_no_interval():

@@ -277,17 +277,19 @@ def test_sweep_on_s3_storage(s3, tmp_path, ray_env):
 def test_a_two_node_cluster_runs_a_sweep_with_nothing_on_a_shared_disk(s3, tmp_path, ray_env, monkeypatch):
     """Two Ray nodes on this machine (ray.cluster_utils.Cluster), each with room for one trial, storage on the
     S3-protocol server: trials run on both nodes and everything lands in the object store; local storage is
-    refused up front."""
+    refused up front. One CPU per node and per trial: the two nodes share this machine's two cores (two trials of
+    two threads each would oversubscribe them)."""
     from ray.cluster_utils import Cluster
 
     from conftest import assert_one_line_error
 
     monkeypatch.setenv("RAY_TMPDIR", ray_env["RAY_TMPDIR"])  # the nodes' session files, killed by ray_env
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-    cluster.add_node(num_cpus=2)  # a trial asks for 2 CPUs: one per node
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)  # a trial asks for 1 CPU: one per node
     cluster.wait_for_nodes()
     try:
-        args = (EXP, "--address", cluster.address, "--smoke", "--name", "multi", "--num-samples", "2", "--json")
+        args = (EXP, "--address", cluster.address, "--smoke", "--name", "multi", "--num-samples", "2",
+                "--cpus-per-trial", "1", "--json")
         refused = run_cli("raysweep.tune", *args, "--storage", str(tmp_path / "local"), cwd=str(tmp_path))
         assert_one_line_error(refused, "on this machine's own disk", "has 2 nodes")
         res = run_cli("raysweep.tune", *args, "--storage", "s3://raysweep/multi", "--max-concurrent", "2",

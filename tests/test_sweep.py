@@ -90,6 +90,7 @@ BAD_SWEEPS = {  # what the one error line must name -> the arguments (none of th
     "constraint on 'happiness' is not a metric": [str(DATA / "unknown_constraint_sweep.py")],
     "constraint on 'retain_acc' is malformed": [str(DATA / "malformed_constraint_sweep.py")],
     "workers must be >= 0": [str(ROOT / "experiments" / "steps_sweep.py"), "--workers", "-1"],
+    "cpus_per_trial >= 1": [str(ROOT / "experiments" / "steps_sweep.py"), "--cpus-per-trial", "0"],
     "unreachable": [str(ROOT / "experiments" / "steps_sweep.py"), "--address", "127.0.0.1:1"],
     "MLflow": [str(ROOT / "experiments" / "steps_sweep.py"), "--mlflow-uri", "http://127.0.0.1:1"],
 }
@@ -155,3 +156,13 @@ def test_asha_pruned_trials_are_recorded_as_pruned(tmp_path, ray_env):
     client = MlflowClient(f"sqlite:///{storage / 'pruned-smoke' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("pruned-smoke").experiment_id])
     assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
+
+
+def test_the_resume_command_keeps_what_the_sweep_was_started_with():
+    from raysweep import commands, tune
+
+    args = commands.tune_parser().parse_args(["e.py", "--storage", "s3://b/p", "--workers", "2", "--cpus-per-trial",
+                                              "4", "--address", "auto", "--smoke"])
+    assert tune.resume_command(args, "n").split()[2:] == ["raysweep.tune", "e.py", "--storage", "s3://b/p", "--name",
+                                                          "n", "--smoke", "--address", "auto", "--workers", "2",
+                                                          "--cpus-per-trial", "4", "--resume"]
