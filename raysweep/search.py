@@ -22,15 +22,10 @@ class SweepStorage(optuna.storages.RDBStorage):
         super().__setstate__(state)
 
 
-def constraint_values(trial) -> list[float]:
-    """Optuna's constraints_func: what ``ConstrainedOptunaSearch`` stored with the trial (<= 0 = holds)."""
-    return trial.user_attrs.get("constraints", [1.0])
-
-
 class ConstrainedOptunaSearch(OptunaSearch):
-    """OptunaSearch that hands a finished trial's constraint values to Optuna before ``tell``: the sampler's
-    ``constraints_func`` reads them from the trial (Ray's OptunaSearch passes only the objectives). A trial with
-    no result (failed) violates every constraint."""
+    """OptunaSearch that gives a finished trial its constraint values (Optuna's ``Trial.set_constraint``, one per
+    constrained metric, <= 0 = holds) before ``tell``: NSGA-II then ranks by constrained domination. Ray's
+    OptunaSearch passes only the objectives. A trial with no result (failed) violates every constraint."""
 
     def __init__(self, *args, constraints: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -41,8 +36,12 @@ class ConstrainedOptunaSearch(OptunaSearch):
         if ot is not None and trial_id not in self._completed_trials and self._closed(ot):
             return self._record_resumed(trial_id, ot, result, error)
         if self._constraints and ot is not None and trial_id not in self._completed_trials:
-            ot.set_user_attr("constraints", violations(result or {}, self._constraints))
+            for name, value in self._values(result).items():
+                ot.set_constraint(name, value)
         super().on_trial_complete(trial_id, result, error)
+
+    def _values(self, result: dict | None) -> dict[str, float]:
+        return dict(zip(self._constraints, violations(result or {}, self._constraints)))
 
     def _closed(self, ot) -> bool:
         """The Optuna trial was closed (FAIL) when an interrupt stopped the sweep; Tune resumed it since."""
@@ -59,11 +58,8 @@ class ConstrainedOptunaSearch(OptunaSearch):
         if error or values is None or (isinstance(values, list) and None in values):
             self._completed_trials.add(trial_id)
             return
-        attrs = {"resumed_from_trial": old.number}
-        system = {}
-        if self._constraints:
-            attrs["constraints"] = system["constraints"] = violations(result, self._constraints)
         self._ot_study.add_trial(optuna.trial.create_trial(
-            params=old.params, distributions=old.distributions, user_attrs=attrs, system_attrs=system,
+            params=old.params, distributions=old.distributions, user_attrs={"resumed_from_trial": old.number},
+            constraints=self._values(result) if self._constraints else None,
             **({"values": values} if isinstance(values, list) else {"value": values})))
         self._completed_trials.add(trial_id)

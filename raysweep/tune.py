@@ -220,11 +220,10 @@ def _searcher(exp: Experiment, sweep_dir_local: str, name: str):
         return None
     import optuna
 
-    from .search import ConstrainedOptunaSearch, SweepStorage, constraint_values
+    from .search import ConstrainedOptunaSearch, SweepStorage
 
     storage = SweepStorage(f"sqlite:///{os.path.join(sweep_dir_local, 'optuna.db')}")
-    sampler = optuna.samplers.NSGAIISampler(seed=exp.seed,
-                                            constraints_func=constraint_values if exp.constraints else None)
+    sampler = optuna.samplers.NSGAIISampler(seed=exp.seed)  # constraints come with each trial (set_constraint)
     return ConstrainedOptunaSearch(metric=list(exp.objectives), mode=list(exp.objectives.values()), sampler=sampler,
                                  storage=storage, study_name=name, constraints=exp.constraints)
 

@@ -58,9 +58,9 @@ def test_smoke_sweep_three_stores_agree(smoke_sweep, mlflow_server):
     for t in done:  # Optuna holds each trial's constraint values (<= 0: holds), as the table's columns say
         row = next(r for r in rows if (round(r["ar_dimra_max"], 5), round(r["fid_judge"], 5))
                    == (round(t.values[0], 5), round(t.values[1], 5)))
-        assert t.system_attrs["constraints"] == pytest.approx([row["ar_mu"] - 0.1, row["retain_drop"] - 0.05,
-                                                                row["fid_excess"]])
-        assert row["constraints_met"] == all(v <= 0 for v in t.system_attrs["constraints"])
+        assert t.constraints == pytest.approx({"ar_mu": row["ar_mu"] - 0.1, "retain_drop": row["retain_drop"] - 0.05,
+                                               "fid_excess": row["fid_excess"]})
+        assert row["constraints_met"] == all(v <= 0 for v in t.constraints.values())
     pairs = lambda it: sorted((round(a, 5), round(b, 5)) for a, b in it)  # noqa: E731
     assert pairs(t.values for t in done) == pairs((r["ar_dimra_max"], r["fid_judge"]) for r in rows)
 
@@ -166,3 +166,28 @@ def test_the_resume_command_keeps_what_the_sweep_was_started_with():
     assert tune.resume_command(args, "n").split()[2:] == ["raysweep.tune", "e.py", "--storage", "s3://b/p", "--name",
                                                           "n", "--smoke", "--address", "auto", "--workers", "2",
                                                           "--cpus-per-trial", "4", "--resume"]
+
+
+def test_the_searcher_hands_optuna_each_trials_constraints(tmp_path):
+    """Optuna 5's constrained NSGA-II reads a trial's constraint values from the trial (``set_constraint``); a
+    failed trial violates every one. No Ray runtime: the searcher alone, as Tune drives it."""
+    from ray import tune as rtune
+
+    from raysweep.search import ConstrainedOptunaSearch
+
+    cons = {"ar_mu": ("<=", 0.1), "retain_acc": (">=", 0.9)}
+    search = ConstrainedOptunaSearch(space={"x": rtune.uniform(0, 1)}, metric=["a", "b"], mode=["min", "min"],
+                                     sampler=optuna.samplers.NSGAIISampler(seed=0), constraints=cons,
+                                     storage=optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}"),
+                                     study_name="c")
+    for i in range(3):
+        assert "x" in search.suggest(f"t{i}")
+    search.on_trial_complete("t0", {"a": 0.2, "b": 1.0, "ar_mu": 0.05, "retain_acc": 0.95})
+    search.on_trial_complete("t1", {"a": 0.1, "b": 2.0, "ar_mu": 0.30, "retain_acc": 0.99})
+    search.on_trial_complete("t2", error=True)
+    trials = optuna.load_study(study_name="c", storage=f"sqlite:///{tmp_path / 'o.db'}").trials
+    assert trials[0].constraints == pytest.approx({"ar_mu": -0.05, "retain_acc": -0.05})  # feasible
+    assert trials[1].constraints == pytest.approx({"ar_mu": 0.2, "retain_acc": -0.09})
+    assert trials[0].state == trials[1].state == optuna.trial.TrialState.COMPLETE
+    assert trials[2].state == optuna.trial.TrialState.FAIL and trials[2].constraints == {"ar_mu": 1.0,
+                                                                                          "retain_acc": 1.0}
