@@ -51,7 +51,7 @@ def test_pixel_sum_is_chw_times_the_mean_on_the_same_draws(digits):
     x, y = digits.train_x[:8], digits.train_y[:8]
     mean = _same_draws(lambda: DenoisingLoss(Schedule())(model, x, y))
     summed = _same_draws(lambda: DenoisingLoss(Schedule(), pixel_sum=True)(model, x, y))
-    assert float(summed) == pytest.approx(64 * float(mean), rel=1e-5)
+    assert float(summed.detach()) == pytest.approx(64 * float(mean.detach()), rel=1e-5)
 
 
 def test_antithetic_timesteps_mirror_each_other():
