@@ -3,6 +3,7 @@ every digit, over seeds; writes the "Feature unlearning" section of docs/results
 fair_comparison.py's and is kept).
 
     python experiments/reproduce_styles.py [--seeds 3] [--target style=inverted] [--out runs/styles] [--set K=V ...]
+        [--report-only]
 
 Every trial is appended to OUT/trials.jsonl as it finishes; a rerun skips finished trials.
 """
@@ -49,7 +50,7 @@ def run_all(args) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "trials.jsonl"
     done = {json.loads(line)["key"]: json.loads(line) for line in log.read_text().splitlines()} if log.exists() else {}
-    for seed in range(args.seeds):
+    for seed in range(0 if args.report_only else args.seeds):
         for label, variant in METHODS.items():
             ov = {**variant, "unlearn.seed": seed, "attack.seed": seed}
             key = json.dumps({**ov, "target": args.target, "set": args.overrides}, sort_keys=True)
@@ -127,6 +128,8 @@ def main() -> None:
     p.add_argument("--target", default="style=inverted")
     p.add_argument("--out", default="runs/styles")
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--report-only", action="store_true",
+                   help="write the section from the trials finished so far (OUT/trials.jsonl), running none")
     args = p.parse_args()
     rows = run_all(args)
     write_section(section(rows, base_quality(args), args))
