@@ -17,6 +17,7 @@ from pathlib import Path
 
 from raysweep.bases import load_bases
 from raysweep.config import Config, apply_overrides
+from raysweep.datasets import digit_styles
 from raysweep.evaluate import DiffusionGenerator
 from raysweep.resolve import resolve
 from raysweep.stats import bootstrap_mean
@@ -81,7 +82,7 @@ def section(rows: list[dict], base: dict, args) -> str:
            f"{args.seeds} --target {args.target}" + "".join(f" --set {o}" for o in args.overrides))
     lines = [BEGIN, "## Feature unlearning: forgetting a style (digits-styles)", "",
              f"Regenerate: `{cmd}`", "",
-             f"Every digit rendered in the styles {config(args).data.styles}; the "
+             f"Every digit rendered in the styles {', '.join(digit_styles(config(args).data).styles)}; the "
              f"model is conditioned on (digit, style); target `{args.target}` (every digit in that style). Judges "
              f"(real test images): object {base['judge_object_acc']:.3f}, style {base['judge_style_acc']:.3f}. "
              f"Base model on its own generations ({base['n_samples_per_class']} per pair, all 40 pairs): object "
