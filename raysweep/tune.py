@@ -438,6 +438,10 @@ SMOKE_NOTE = (f"a smoke run checks that the sweep runs end to end; its numbers m
               f"that may draw no digit, at most {SMOKE_MAX_UNLEARN_STEPS} unlearning steps)")
 
 
+# Experiment fields a command-line flag overrides; the resume command repeats the flags given
+EXPERIMENT_FLAGS = {"workers": "--workers", "cpus_per_trial": "--cpus-per-trial"}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = commands.tune_parser().parse_args(argv)
 
@@ -447,9 +451,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.max_failures < 0:
             raise RaysweepError(f"--max-failures must be >= 0, got {args.max_failures}")
         exp = load(args.experiment)
-        given = {"workers": args.workers, "cpus_per_trial": args.cpus_per_trial}
-        if any(v is not None for v in given.values()):
-            exp = dataclasses.replace(exp, **{k: v for k, v in given.items() if v is not None}).validate()
+        given = {field: getattr(args, field) for field in EXPERIMENT_FLAGS if getattr(args, field) is not None}
+        if given:
+            exp = dataclasses.replace(exp, **given).validate()
         store.ensure_writable(args.storage, "--storage")
         name = args.name or (exp.name + ("-smoke" if args.smoke else ""))
         out = sweep(exp, storage=args.storage, name=name, mlflow_uri=args.mlflow_uri, num_samples=args.num_samples,
@@ -501,8 +505,8 @@ def resume_command(args, name: str) -> str:
     parts += ["--smoke"] if args.smoke else []
     parts += ["--mlflow-uri", args.mlflow_uri] if args.mlflow_uri else []
     parts += ["--address", args.address] if args.address else []
-    parts += ["--workers", args.workers] if args.workers is not None else []
-    parts += ["--cpus-per-trial", args.cpus_per_trial] if args.cpus_per_trial is not None else []
+    for field, flag in EXPERIMENT_FLAGS.items():
+        parts += [flag, getattr(args, field)] if getattr(args, field) is not None else []
     return " ".join(shlex.quote(str(p)) for p in [*parts, "--resume"])
 
 
