@@ -17,6 +17,8 @@ experiment = raysweep.Experiment(
     objectives={"ar_dimra_max": "min", "fid_judge": "min"},
     # DESIGN.md's feasibility rule: forgot, and kept retain accuracy and FID (a destroyed model is not robust)
     constraints={"ar_mu": ("<=", 0.1), "retain_drop": ("<=", 0.05), "fid_excess": ("<=", 0.0)},
+    # every constraint is known after unlearning: a trial that fails one is not attacked (it cannot be on the front)
+    attack_feasible_only=True,
     num_samples=8,
     search="optuna",
 )

@@ -65,6 +65,12 @@ class Experiment:
     # Feasibility constraints on reported metrics, e.g. {"retain_acc": (">=", 0.95)}: Optuna's constrained NSGA-II
     # samples toward feasible settings, and Pareto fronts (results, report) are taken over feasible trials only.
     constraints: dict[str, Any] = field(default_factory=dict)
+    # Attack only the trials that still meet every constraint once unlearning is measured. A trial that already
+    # violates one (on ar_mu, retain_drop, fid_excess, ...) cannot be on the feasible front whatever its attack
+    # shows, so its attack, most of a trial's time, is skipped: recorded with attack_skipped = 1 and no attack
+    # metrics, and Optuna is told it was pruned. Off, every trial is attacked (e.g. to watch an attack repair a
+    # destroyed model). A smoke run attacks every trial: it is there to check the attack path too.
+    attack_feasible_only: bool = False
 
     def validate(self) -> "Experiment":
         if self.search not in SEARCHES:
@@ -72,6 +78,8 @@ class Experiment:
         if not self.objectives:
             raise ConfigError(f"experiment {self.name}: no objectives")
         self.constraints = parse_constraints(self.constraints)
+        if self.attack_feasible_only and not self.constraints:
+            raise ConfigError(f"experiment {self.name}: attack_feasible_only needs constraints to judge trials by")
         for metric, mode in self.objectives.items():
             check_metric(metric, "objective")
             if mode not in ("min", "max"):
@@ -163,6 +171,13 @@ def violations(row: dict, constraints: dict[str, tuple[str, float]]) -> list[flo
 
 def meets(row: dict, constraints: dict[str, tuple[str, float]]) -> bool:
     return all(v <= 0 for v in violations(row, constraints))
+
+
+def violated_before_attack(result: dict, constraints: dict[str, tuple[str, float]]) -> list[str]:
+    """The constraints a trial already violates after unlearning, as ``metric op bound`` (those on metrics it has
+    not measured yet, e.g. the attack's, are not judged; a measured NaN violates)."""
+    known = {m: c for m, c in constraints.items() if isinstance(result.get(m), (int, float))}
+    return [f"{m} {op} {bound:g}" for (m, (op, bound)), v in zip(known.items(), violations(result, known)) if v > 0]
 
 
 def get_leaf(cfg: Config, key: str) -> Any:

@@ -47,6 +47,7 @@ METRICS: dict[str, Metric] = {
     "ar_cl_attacked": M("max", "progress", "ar_cl at the attack checkpoint just reached"),
     "retain_acc_attacked": M("max", "progress", "retain_acc at the attack checkpoint just reached"),
     "fid_attacked": M("min", "progress", "FID at the attack checkpoint just reached"),
+    "attack_skipped": M("min", "scalar", "1 when the trial was not attacked: it violated a sweep constraint already"),
     "ar_dimra_base_max": M("min", "scalar", "control: max over k >= 1 of ar_dimra_base"),
     # utility, and the feasibility rule of DESIGN.md (forgot, kept retain accuracy and FID)
     "retain_acc": M("max", "scalar", "mean AR over the retained conditions after unlearning"),

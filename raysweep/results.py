@@ -55,6 +55,7 @@ def result_rows(grid, exp: Experiment, smoke: bool, unfinished: frozenset[str] =
         for k, v in m.items():
             if k.split("/")[0] in CURVES and "/" in k and r.error is None:
                 row[k] = v
+        row["attack_skipped_because"] = m.get("attack_skipped_because", "")
         row["unlearned_uri"] = m.get("unlearned_uri", "")
         row["attack_uris"] = m.get("attack_uris", "{}")
         row["node_id"], row["host"] = m.get("node_id", ""), m.get("host", "")  # where it finished

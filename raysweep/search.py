@@ -25,7 +25,8 @@ class SweepStorage(optuna.storages.RDBStorage):
 class ConstrainedOptunaSearch(OptunaSearch):
     """OptunaSearch that gives a finished trial its constraint values (Optuna's ``Trial.set_constraint``, one per
     constrained metric, <= 0 = holds) before ``tell``: NSGA-II then ranks by constrained domination. Ray's
-    OptunaSearch passes only the objectives. A trial with no result (failed) violates every constraint."""
+    OptunaSearch passes only the objectives. A trial with no result (failed) violates every constraint; one that was
+    not attacked (``Experiment.attack_feasible_only``) is told as pruned."""
 
     def __init__(self, *args, constraints: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -33,11 +34,18 @@ class ConstrainedOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id, result=None, error=False):
         ot = self._ot_trials.get(trial_id)
-        if ot is not None and trial_id not in self._completed_trials and self._closed(ot):
+        fresh = ot is not None and trial_id not in self._completed_trials
+        if fresh and self._closed(ot):
             return self._record_resumed(trial_id, ot, result, error)
-        if self._constraints and ot is not None and trial_id not in self._completed_trials:
+        if fresh and self._constraints:
             for name, value in self._values(result).items():
                 ot.set_constraint(name, value)
+        if fresh and result and result.get("attack_skipped") == 1:
+            # not attacked (it violated a constraint already): no robustness objective, so no place in NSGA-II's
+            # populations, which hold finished trials only; its constraint values stay on it for the record
+            self._ot_study.tell(ot, state=optuna.trial.TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
         super().on_trial_complete(trial_id, result, error)
 
     def _values(self, result: dict | None) -> dict[str, float]:
@@ -50,16 +58,15 @@ class ConstrainedOptunaSearch(OptunaSearch):
     def _record_resumed(self, trial_id, ot, result, error) -> None:
         """The resumed trial's result, as a new COMPLETE trial with the interrupted one's parameters (a finished
         Optuna trial cannot be told again). Constraint values go where the constrained sampler reads them."""
-        import optuna
-
         old = self._ot_study._storage.get_trial(ot._trial_id)
         values = [result.get(m) for m in self.metric] if result and isinstance(self.metric, list) else \
             (result or {}).get(self.metric) if result else None
         if error or values is None or (isinstance(values, list) and None in values):
             self._completed_trials.add(trial_id)
             return
+        told = {"state": optuna.trial.TrialState.PRUNED} if result.get("attack_skipped") == 1 else \
+            {"values": values} if isinstance(values, list) else {"value": values}
         self._ot_study.add_trial(optuna.trial.create_trial(
             params=old.params, distributions=old.distributions, user_attrs={"resumed_from_trial": old.number},
-            constraints=self._values(result) if self._constraints else None,
-            **({"values": values} if isinstance(values, list) else {"value": values})))
+            constraints=self._values(result) if self._constraints else None, **told))
         self._completed_trials.add(trial_id)

@@ -230,11 +230,24 @@ def attack_phase(t: Trial, model: nn.Module, out: dict) -> dict:
     return res
 
 
+def skipped_attack(out: dict, why: list[str]) -> dict:
+    """What a trial records instead of the attack's results when it was not attacked: the curve at step 0 only (the
+    unlearned model's AR), every attack metric NaN, and why."""
+    nan = float("nan")
+    return {"attack_skipped": 1, "attack_skipped_because": "violates " + ", ".join(why) + " after unlearning",
+            "attack_status": "skipped", "ar_dimra": {"0": out["ar_mu"]}, "ar_dimra_lo": {"0": out["ar_mu_lo"]},
+            "ar_dimra_hi": {"0": out["ar_mu_hi"]}, "ar_dimra_final": nan, "ar_dimra_max": nan,
+            "ar_dimra_max_step": None, "ar_dimra_max_lo": nan, "ar_dimra_max_hi": nan, "recovery": nan,
+            "attack_seconds": 0.0, "attack_resumed_from": None, "attack_uris": {}}
+
+
 def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Report | None = None,
-              device: str = "cpu", progress: bool = False, resume: bool = False) -> dict:
+              device: str = "cpu", progress: bool = False, resume: bool = False,
+              skip_attack: Callable[[dict], list[str]] | None = None) -> dict:
     """Run one trial, writing everything under ``trial_dir``. With ``resume`` it continues what an earlier,
     interrupted run of the same config left there: a finished trial returns its result, and a loop continues
-    from its last saved state (``unlearn.checkpoint_every`` steps; every attack checkpoint)."""
+    from its last saved state (``unlearn.checkpoint_every`` steps; every attack checkpoint). ``skip_attack``
+    judges the unlearned model's metrics: reasons not to attack it (a sweep's violated constraints), or none."""
     target = resolve(cfg).target
     start = time.perf_counter()
     config = cfg.to_dict()
@@ -267,12 +280,16 @@ def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Repo
            "unlearned_uri": unlearned_uri, "base_uri": t.bases.model_uri, "trial_dir": trial_dir}
     if t.report is not None:
         t.report({**out, "phase": "unlearned"}, unlearned_uri)
-    out.update(attack_phase(t, model, out))
-    grids[f"DiMRA@{max(int(k) for k in out['ar_dimra'])}"] = plots.forget_samples(ev, target, t.gen(model))
+    why = skip_attack(out) if skip_attack is not None else []
+    if why:
+        out.update(skipped_attack(out, why))
+    else:
+        out.update(attack_phase(t, model, out))
+        grids[f"DiMRA@{max(int(k) for k in out['ar_dimra'])}"] = plots.forget_samples(ev, target, t.gen(model))
     names = [ev.ds.conditions.name(c) for c in target.retain]
     out["pictures"] = plots.write_pictures(trial_dir, target, grids, retained, loss_curve, names,
                                            cfg.unlearn.method)
-    if out["attack_status"] != "ok" and out["status"] == "ok":
+    if out["attack_status"] not in ("ok", "skipped") and out["status"] == "ok":
         out["status"] = out["attack_status"]
     out["resumed_from"] = {"unlearn": unlearned.get("unlearn_resumed_from"), "attack": out["attack_resumed_from"]}
     out.update(attempts=attempts, world_size=parallel.world(), unlearn_loss_curve=loss_curve, unlearn_probe=unlearned.get("unlearn_probe", []),

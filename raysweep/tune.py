@@ -28,7 +28,7 @@ from . import store, tracking
 from . import commands
 from .cli import device_from, run
 from .config import RaysweepError, flatten
-from .experiment import SMOKE_MAX_SAMPLES, SMOKE_MAX_UNLEARN_STEPS, Experiment, load, smoke_space
+from .experiment import SMOKE_MAX_SAMPLES, SMOKE_MAX_UNLEARN_STEPS, Experiment, load, smoke_space, violated_before_attack
 from .metrics import CURVES
 from .resolve import resolve
 from .results import result_rows, trial_id_of, write_table
@@ -185,7 +185,10 @@ def _train(cfg, setup: Setup, trial_id: str, trial_dir: str) -> None:
                     ray.train.report(scalars(portable(metrics, setup.sweep_dir)), checkpoint=ckpt)
 
         device = "cuda" if use_gpu else setup.device
-        run_trial(cfg, setup.store_root, trial_dir, report=report, device=device, resume=True)
+        exp = setup.exp
+        skip = (lambda out: violated_before_attack(out, exp.constraints)) \
+            if exp.attack_feasible_only and not setup.smoke else None
+        run_trial(cfg, setup.store_root, trial_dir, report=report, device=device, resume=True, skip_attack=skip)
 
     callbacks = []
     if workers > 0:
@@ -362,7 +365,7 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
         else:
             tuner = tune.Tuner(fn, param_space=space, run_config=run_config, tune_config=tune.TuneConfig(
                 search_alg=_searcher(exp, local_dir, name), scheduler=_scheduler(exp), num_samples=n,
-                max_concurrent_trials=concurrent))
+                max_concurrent_trials=concurrent, reuse_actors=True))
         start = time.perf_counter()
         try:
             # a restored sweep's state is unpickled at restore and again at fit: both where the sweep is now
@@ -386,6 +389,8 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "diverged", "error", "pruned")}
     if exp.constraints:
         counts["meet_constraints"] = sum(bool(r.get("constraints_met")) for r in rows)
+    if exp.attack_feasible_only:
+        counts["not_attacked"] = sum(r.get("attack_skipped") == 1 for r in rows)
     return {"experiment": exp.name, "name": name, "trials": len(rows), **counts, "results": table,
             "mlflow_uri": mlflow_uri, "mlflow_pending": mlflow_pending, "optuna_storage": optuna_uri,
             "seconds": round(time.perf_counter() - start, 1), "objectives": exp.objectives,
@@ -475,6 +480,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{out['error']} error" + (f", {out['pruned']} pruned" if out["pruned"] else "")
                   + f") in {out['seconds']}s"
                   + (f"; {out['meet_constraints']} meet the constraints {exp.constraints}" if exp.constraints else "")
+                  + (f" ({out['not_attacked']} violated one after unlearning and were not attacked)"
+                     if out.get("not_attacked") else "")
                   + f"\n  results: {out['results']}\n"
                   f"  MLflow:  {sys.executable} -m mlflow ui --backend-store-uri {out['mlflow_uri']} --host 127.0.0.1 "
                   "--port 5000 (any free port), then http://127.0.0.1:5000"

@@ -28,3 +28,17 @@ def test_a_trials_cpus_are_shared_by_its_data_parallel_workers():
         e = _exp(workers=w, cpus_per_trial=cpus).validate()
         assert WAITING_CPU + w * cpus_per_worker(e) == pytest.approx(cpus)  # Ray reserves what the trial asked for
         assert threads_per_worker(e) == max(1, cpus // w)
+
+
+def test_only_feasible_trials_are_attacked_when_asked_and_that_needs_constraints():
+    from raysweep.experiment import violated_before_attack
+
+    with pytest.raises(ConfigError, match="attack_feasible_only needs constraints"):
+        _exp(attack_feasible_only=True).validate()
+    cons = _exp(attack_feasible_only=True, constraints={"ar_mu": ("<=", 0.1), "retain_acc": (">=", 0.9),
+                                                        "ar_dimra_max": ("<=", 0.5)}).validate().constraints
+    # after unlearning: the attack's metric is not measured yet, so not judged; a measured NaN violates
+    assert violated_before_attack({"ar_mu": 0.05, "retain_acc": 0.95}, cons) == []
+    assert violated_before_attack({"ar_mu": 0.3, "retain_acc": 0.95}, cons) == ["ar_mu <= 0.1"]
+    assert violated_before_attack({"ar_mu": 0.3, "retain_acc": math.nan}, cons) == ["ar_mu <= 0.1",
+                                                                                     "retain_acc >= 0.9"]

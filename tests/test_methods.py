@@ -1,5 +1,7 @@
 import copy
 import json
+import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,7 +96,7 @@ def test_salun_alpha_is_in_salun_units(ctx):
         return mean_retain(model, *batches["retain"])
 
     retain = _same_draws(retain_after_forget)
-    assert float(total - logs["forget"]) == pytest.approx(1e-3 * 64 * float(retain), rel=1e-4)
+    assert float((total - logs["forget"]).detach()) == pytest.approx(1e-3 * 64 * float(retain.detach()), rel=1e-4)
 
 
 def test_saliency_mask_keeps_exactly_the_top_half():
@@ -290,6 +292,27 @@ def test_stop_when_forgotten_records_the_step(tmp_path):
                          "unlearn.check_every": 5, "unlearn.check_n": 4, "attack.steps": (0, 2)})
     res = run_trial(cfg, str(tmp_path))
     assert res["unlearn_steps_run"] == 5 and res["unlearn_stopped_early"]
+
+
+def test_a_trial_that_violates_a_constraint_after_unlearning_is_not_attacked(tmp_path_factory):
+    """The same unlearned model (shared through the store) judged twice: a predicate that finds nothing attacks it,
+    one that names a violated constraint leaves the attack out and says why."""
+    root = str(tmp_path_factory.getbasetemp() / "shared-store")
+    cfg = tiny_config(**{"unlearn.method": "finetune", "unlearn.steps": 4, "attack.steps": (0, 4),
+                         "pretrain.steps": 12, "attack.control": False})
+    seen = []
+    attacked = run_trial(cfg, root, str(tmp_path_factory.mktemp("a")), skip_attack=lambda out: seen.append(dict(out)) or [])
+    assert seen[0]["ar_mu"] == attacked["ar_mu"] and "ar_dimra_max" not in seen[0]  # judged before the attack
+    skipped = run_trial(cfg, root, str(tmp_path_factory.mktemp("s")), skip_attack=lambda out: ["ar_mu <= -1"])
+    assert attacked.get("attack_skipped") is None and math.isfinite(attacked["ar_dimra_max"])
+    assert skipped["attack_skipped"] == 1 and skipped["status"] == "ok" and skipped["attack_status"] == "skipped"
+    assert skipped["attack_skipped_because"] == "violates ar_mu <= -1 after unlearning"
+    assert skipped["ar_dimra"] == {"0": attacked["ar_mu"]} and skipped["attack_uris"] == {}
+    assert all(math.isnan(skipped[k]) for k in ("ar_dimra_max", "recovery", "ar_dimra_final"))
+    assert not list(Path(skipped["trial_dir"]).glob("attack-*")) and list(Path(attacked["trial_dir"]).glob("attack-*"))
+    assert {k: skipped[k] for k in ("ar_mu", "retain_acc", "fid_judge")} == \
+        {k: attacked[k] for k in ("ar_mu", "retain_acc", "fid_judge")}
+    assert set(skipped) - set(attacked) == {"attack_skipped", "attack_skipped_because"}
 
 
 def test_dimra_guard_rejects_the_forgotten_class(ctx, monkeypatch):

@@ -1,5 +1,6 @@
 """The sweep system end to end: a real local Ray, a real MLflow server on 127.0.0.1, Optuna in SQLite."""
 import json
+import math
 import os
 import socket
 from pathlib import Path
@@ -80,6 +81,29 @@ def test_every_outcome_is_recorded_and_the_sweep_goes_on(tmp_path, ray_env):
         [MlflowClient(f"sqlite:///{storage / 'outcomes-smoke' / 'mlflow.db'}")
          .get_experiment_by_name("outcomes-smoke").experiment_id])
     assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED", "FINISHED", "FINISHED"]
+
+
+def test_a_sweep_attacks_only_the_trials_that_can_still_be_feasible(tmp_path, ray_env):
+    storage = tmp_path / "sweeps"
+    res = run_cli("raysweep.tune", str(DATA / "feasible_only_sweep.py"), "--storage", str(storage), "--report",
+                  "--max-concurrent", "1", "--json", timeout=600, env=ray_env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    sweep = storage / "feasible_only"
+    rows = {r["unlearn.steps"]: r for r in pq.read_table(sweep / "results.parquet").to_pylist()}
+    assert set(rows) == {2, 8}, "the sampler drew one value twice: pick another Experiment.seed"
+    ok, bad = rows[2], rows[8]
+    assert ok["status"] == bad["status"] == "ok" and ok["constraints_met"] and not bad["constraints_met"]
+    assert math.isfinite(ok["ar_dimra_max"]) and json.loads(ok["attack_uris"])
+    assert bad["attack_skipped"] == 1 and math.isnan(bad["ar_dimra_max"]) and json.loads(bad["attack_uris"]) == {}
+    assert bad["attack_skipped_because"] == "violates unlearn_steps_run <= 5 after unlearning"
+    assert not list((sweep / "trials" / bad["trial_id"]).glob("attack-*"))
+    assert summary["not_attacked"] == 1 and summary["meet_constraints"] == 1
+    study = optuna.load_study(study_name="feasible_only", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    states = {t.params["unlearn.steps"]: t.state for t in study.trials}
+    assert states == {2: optuna.trial.TrialState.COMPLETE, 8: optuna.trial.TrialState.PRUNED}
+    html = Path(summary["report"]).read_text()
+    assert "1 of them violated one after unlearning and were not attacked" in html
 
 
 BAD_SWEEPS = {  # what the one error line must name -> the arguments (none of them starts a local Ray)
@@ -180,12 +204,16 @@ def test_the_searcher_hands_optuna_each_trials_constraints(tmp_path):
                                      sampler=optuna.samplers.NSGAIISampler(seed=0), constraints=cons,
                                      storage=optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}"),
                                      study_name="c")
-    for i in range(3):
+    for i in range(4):
         assert "x" in search.suggest(f"t{i}")
     search.on_trial_complete("t0", {"a": 0.2, "b": 1.0, "ar_mu": 0.05, "retain_acc": 0.95})
     search.on_trial_complete("t1", {"a": 0.1, "b": 2.0, "ar_mu": 0.30, "retain_acc": 0.99})
     search.on_trial_complete("t2", error=True)
+    # not attacked (Experiment.attack_feasible_only): no robustness objective, so pruned, constraints kept
+    search.on_trial_complete("t3", {"a": math.nan, "b": 3.0, "ar_mu": 0.5, "retain_acc": 0.5, "attack_skipped": 1})
     trials = optuna.load_study(study_name="c", storage=f"sqlite:///{tmp_path / 'o.db'}").trials
+    assert trials[3].state == optuna.trial.TrialState.PRUNED and trials[3].values is None
+    assert trials[3].constraints == pytest.approx({"ar_mu": 0.4, "retain_acc": 0.4})
     assert trials[0].constraints == pytest.approx({"ar_mu": -0.05, "retain_acc": -0.05})  # feasible
     assert trials[1].constraints == pytest.approx({"ar_mu": 0.2, "retain_acc": -0.09})
     assert trials[0].state == trials[1].state == optuna.trial.TrialState.COMPLETE
