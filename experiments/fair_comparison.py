@@ -315,7 +315,10 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
 
     L += ["## 3. Equal budgets", "",
           "Every method at 300 / 1,000 / 3,000 unlearning steps with its tuned knobs otherwise (its defaults when "
-          "tuning found no feasible setting), base seed 0, 3 seeds, DiMRA at lr 1e-4 to 2,000 steps.", "",
+          "tuning found no feasible setting), base seed 0, 3 seeds, DiMRA at lr 1e-4 to 2,000 steps."
+          + (f" **{len(budgets)} of {len(METHODS) * len(BUDGETS) * len(BASES[0])} trials so far**: the study is resumable "
+             "and runs the rest next; a verdict on fewer seeds than planned is inconclusive."
+             if len(budgets) < len(METHODS) * len(BUDGETS) * len(BASES[0]) else ""), "",
           "| method | steps | feasible | ar_mu | ar_dimra_max | recovery | retain_acc | fid_judge | convergence (floor) |",
           "|---|---|---|---|---|---|---|---|---|"]
     for m in METHODS:

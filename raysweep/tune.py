@@ -264,7 +264,10 @@ def _restored_here(ray_storage: str, name: str, local_dir: str, optuna_study: bo
     fs, fs_path = get_fs_and_path(ray_storage, None)
 
     def setstate(self, state: dict) -> None:
-        if state.get("experiment_dir_name") == name and state.get("storage_fs_path") != fs_path:
+        # a trial's own storage is left as saved: Ray re-points it (Trial.set_storage), and the paths of the trial's
+        # checkpoints with it, only while it still holds the old place
+        if state.get("experiment_dir_name") == name and state.get("storage_fs_path") != fs_path \
+                and state.get("trial_dir_name") is None:
             state = {**state, "storage_fs_path": fs_path, "storage_filesystem": fs}
         self.__dict__.update(state)
 

@@ -83,7 +83,7 @@ def test_killed_driver_then_resume_finishes_the_sweep(tmp_path, ray_env, base_st
                   "--resume", "--json", timeout=600, env=ray_env)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = rows_of(sweep)
-    assert len(rows) == 2 and {r["status"] for r in rows} == {"ok"}
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"ok"}, [(r["status"], r["error"]) for r in rows]
     assert len({r["trial_id"] for r in rows}) == 2
     assert not old.exists()  # nothing was written at the old place...
     assert not [v for r in rows for v in r.values() if isinstance(v, str) and str(old) in v]  # ...or points there

@@ -219,3 +219,39 @@ def test_the_searcher_hands_optuna_each_trials_constraints(tmp_path):
     assert trials[0].state == trials[1].state == optuna.trial.TrialState.COMPLETE
     assert trials[2].state == optuna.trial.TrialState.FAIL and trials[2].constraints == {"ar_mu": 1.0,
                                                                                           "retain_acc": 1.0}
+
+
+def test_a_moved_sweeps_trial_finds_its_checkpoint_at_the_new_place(tmp_path):
+    """Restoring a moved sweep, Tune re-points each trial and the paths of its checkpoints (``Trial.set_storage``)
+    only while the trial's storage still holds the old place; raysweep's restore hook re-points what Tune does not
+    (the searcher's experiment spec) and must leave the trials' storage alone. Replays what Tune's controller does
+    (``TuneController._restore_trials``) on a trial saved with a checkpoint, without a Ray runtime."""
+    import copy
+    import pickle
+
+    from ray.train import Checkpoint
+    from ray.train._internal.session import _TrainingResult
+    from ray.train._internal.storage import StorageContext
+    from ray.tune import register_trainable
+    from ray.tune.execution.placement_groups import PlacementGroupFactory
+    from ray.tune.experiment.trial import Trial
+
+    from raysweep.tune import _restored_here
+
+    register_trainable("raysweep_moved", lambda config: None)
+    old, new = tmp_path / "old", tmp_path / "new"
+    trial = Trial("raysweep_moved", config={}, trial_id="x", placement_group_factory=PlacementGroupFactory([{"CPU": 1}]),
+                  storage=StorageContext(str(old), "surv", trial_dir_name="trainable_x"))
+    trial.create_placement_group_factory()  # as Tune does when it adds the trial
+    trial.run_metadata.checkpoint_manager.register_checkpoint(
+        _TrainingResult(Checkpoint(str(old / "surv" / "trainable_x" / "checkpoint_000002")), {}))
+    state, metadata = trial.get_json_state()
+    spec = pickle.dumps(StorageContext(str(old), "surv"))  # what the searcher's experiment spec holds
+    with _restored_here(str(new), "surv", str(new / "surv"), False):
+        restored, spec = Trial.from_json_state(state), pickle.loads(spec)
+    restored.restore_run_metadata(metadata)
+    moved = copy.copy(restored.storage)
+    moved.storage_fs_path = spec.storage_fs_path
+    restored.set_storage(moved)
+    assert spec.storage_fs_path == str(new)
+    assert restored.checkpoint.path == str(new / "surv" / "trainable_x" / "checkpoint_000002")
