@@ -56,16 +56,18 @@ def rows_of(sweep: Path) -> list[dict]:
 def test_killed_driver_then_resume_finishes_the_sweep(tmp_path, ray_env, base_store):
     storage = storage_with_base(tmp_path, base_store)
     sweep = storage / "surv"
+    # Tune saves its own state every second (by default: as its overhead allows, ~10 s), so that it has saved the
+    # midway trial while that one still unlearns; a trial killed before Tune saved it is unknown to the resumed
+    # sweep, which starts a new one in its place
     proc = start_cli("raysweep.tune", EXP, "--storage", str(storage), "--name", "surv", "--num-samples", "2", "--json",
-                     env=ray_env)
+                     env={**ray_env, "TUNE_GLOBAL_CHECKPOINT_S": "1"})
 
     def one_done_one_midway():
         dirs = trial_dirs(sweep)
         midway = [d.name for d in dirs if (d / "unlearn-state.parquet").exists() and not (d / "result.json").exists()]
-        # ...and Tune has saved that it started it: a trial killed before that is unknown to the resumed sweep,
-        # which starts a new one in its place (Tune saves its state every few seconds)
         saved = "".join(p.read_text() for p in sweep.glob("experiment_state-*.json"))
-        return any((d / "result.json").exists() for d in dirs) and any(m in saved for m in midway)
+        unlearning = len(list((storage / "store" / "unlearned").glob("*.parquet"))) == 1  # only the done trial's model
+        return any((d / "result.json").exists() for d in dirs) and any(m in saved for m in midway) and unlearning
 
     wait_for(one_done_one_midway, proc)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything in its process group, mid-trial
