@@ -17,12 +17,14 @@ def usable(row: dict, metrics: list[str]) -> bool:
 
 def front(rows: list[dict], objectives: dict[str, str],
           constraints: dict[str, tuple[str, float]] | None = None) -> tuple[list[int], list[int]]:
-    """(indices of the non-dominated feasible rows, indices of rows left out: failed, or NaN in an objective).
-    Rows that violate a constraint are neither: they are drawn, but cannot be on the front."""
+    """(indices of the non-dominated feasible rows, indices of rows left out: failed, or NaN in an objective of a
+    row that meets the constraints). A finished row that violates a constraint is neither, whatever its objectives
+    (e.g. a trial not attacked because it already violated one): drawn where they are finite, never on the front."""
     metrics = list(objectives)
-    keep = [i for i, r in enumerate(rows) if usable(r, metrics)]
-    dropped = [i for i in range(len(rows)) if i not in set(keep)]
-    candidates = [i for i in keep if meets(rows[i], constraints or {})]
+    finished = {i for i, r in enumerate(rows) if r.get("status") in ("ok", "diverged")}
+    feasible = {i for i in finished if meets(rows[i], constraints or {})}
+    dropped = [i for i in range(len(rows)) if i not in finished or i in feasible and not usable(rows[i], metrics)]
+    candidates = [i for i in sorted(feasible) if usable(rows[i], metrics)]
     if not candidates:
         return [], dropped
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -212,9 +212,6 @@ def build(sweep: str, x: str | None, y: str | None, extra: list[str], out_dir: s
     constraints = parse_constraints(own.get("constraints") or {} if constraints is None else constraints)
     x, y = list(objectives)[:2]
     frontier, dropped = front(rows, objectives, constraints)
-    # a trial not attacked (it violated a constraint before the attack) is infeasible, not left out: drawn where its
-    # objectives are finite, listed with why
-    dropped = [i for i in dropped if rows[i].get("attack_skipped") != 1]
     idx = [i for i in range(len(rows)) if i not in set(dropped)]
     if not idx:
         raise RaysweepError(f"no finished trials with finite {', '.join(objectives)} in {sweep}")

@@ -40,7 +40,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
         if fresh and self._constraints:
             for name, value in self._values(result).items():
                 ot.set_constraint(name, value)
-        if fresh and result and result.get("attack_skipped") == 1:
+        if fresh and _not_attacked(result):
             # not attacked (it violated a constraint already): no robustness objective, so no place in NSGA-II's
             # populations, which hold finished trials only; its constraint values stay on it for the record
             self._ot_study.tell(ot, state=optuna.trial.TrialState.PRUNED)
@@ -64,9 +64,14 @@ class ConstrainedOptunaSearch(OptunaSearch):
         if error or values is None or (isinstance(values, list) and None in values):
             self._completed_trials.add(trial_id)
             return
-        told = {"state": optuna.trial.TrialState.PRUNED} if result.get("attack_skipped") == 1 else \
+        told = {"state": optuna.trial.TrialState.PRUNED} if _not_attacked(result) else \
             {"values": values} if isinstance(values, list) else {"value": values}
         self._ot_study.add_trial(optuna.trial.create_trial(
             params=old.params, distributions=old.distributions, user_attrs={"resumed_from_trial": old.number},
             constraints=self._values(result) if self._constraints else None, **told))
         self._completed_trials.add(trial_id)
+
+
+def _not_attacked(result: dict | None) -> bool:
+    """A trial ``Experiment.attack_feasible_only`` left unattacked: no robustness objective to tell Optuna."""
+    return bool(result) and result.get("attack_skipped") == 1

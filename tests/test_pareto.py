@@ -44,3 +44,12 @@ def test_front_of_a_known_table():
             {"x": 2.0, "y": 2.0, "status": "diverged"}]
     assert front(rows, {"x": "min", "y": "min"}) == ([0, 1, 4], [3])
     assert front(rows, {"x": "max", "y": "max"}) == ([0, 2], [3])  # (1, 5) and (3, 3) trade off
+
+
+def test_a_row_that_violates_a_constraint_is_infeasible_not_left_out_whatever_its_objectives():
+    nan = math.nan
+    rows = [{"x": 1.0, "y": nan, "c": 0.0, "status": "ok"},  # feasible, an objective NaN: left out
+            {"x": 2.0, "y": nan, "c": 5.0, "status": "ok"},  # violates c (e.g. not attacked): infeasible
+            {"x": 3.0, "y": 3.0, "c": 0.0, "status": "ok"},
+            {"x": 4.0, "y": 1.0, "c": 5.0, "status": "error"}]
+    assert front(rows, {"x": "min", "y": "min"}, {"c": ("<=", 1.0)}) == ([2], [0, 3])
