@@ -117,13 +117,17 @@ def get_base(cfg: Config, ds: Dataset, root: str, progress: bool = False, device
         return model, {"steps": result.steps_run, "seconds": result.seconds, "final_loss": final}
 
     model, _, cached = store.cached_module(root, "base", model_key(cfg), build, lambda: new_unet(cfg, ds))
-    uri = store.join(root, "base", f"base-{content_hash(model_key(cfg))}.parquet")
+    uri = store.artefact(root, "base", model_key(cfg))
     return model.to(device), uri, cached
 
 
 def retrain_seed(cfg: Config, unlearn_seed: int) -> int:
     """Retrain's own training seed: one per (base seed, unlearning seed), never the base's."""
     return cfg.pretrain.seed * 1_000_003 + derive(unlearn_seed, "retrain")
+
+
+def retrain_key(cfg: Config, target: Target, seed: int) -> dict:
+    return {**model_key(cfg), "exclude": target.spec, "retrain_seed": seed}
 
 
 def get_retrain(cfg: Config, ds: Dataset, target: Target, root: str, seed: int, progress: bool = False,
@@ -134,7 +138,7 @@ def get_retrain(cfg: Config, ds: Dataset, target: Target, root: str, seed: int, 
         m, r = pretrain_model(cfg, ds, exclude=target, progress=progress, device=device, seed=seed)
         return m, {"steps": r.steps_run, "seconds": r.seconds, "losses": r.losses}
 
-    key = {**model_key(cfg), "exclude": target.spec, "retrain_seed": seed}
+    key = retrain_key(cfg, target, seed)
     model, extra, _ = store.cached_module(root, f"retrain-{target.slug}", key, build, lambda: new_unet(cfg, ds))
     return model.to(device), extra
 

@@ -14,7 +14,7 @@ import statistics
 from . import store
 from .attack import dimra
 from .bases import SD_PRESETS, Bases, get_retrain, judge_key, model_key, retrain_seed
-from .config import Config, content_hash
+from .config import Config
 from .evaluate import DiffusionGenerator
 from .metrics import FEASIBLE_AR, FEASIBLE_RETAIN_DROP
 from .seeds import derive
@@ -26,6 +26,17 @@ def _eval_key(cfg: Config) -> dict:
     e.pop("seed")  # the reference covers several seeds of its own; the trial's eval seed does not change it
     e.pop("batch_size")
     return e
+
+
+def reference_key(cfg: Config, target: Target) -> dict:
+    return {"base": model_key(cfg), "judge": judge_key(cfg), "eval": _eval_key(cfg), "target": target.spec,
+            "retrain": cfg.eval.fid_retrain_gap and cfg.model.preset not in SD_PRESETS}
+
+
+def control_key(cfg: Config, target: Target) -> dict:
+    return {"base": model_key(cfg), "judge": judge_key(cfg), "eval": dataclasses.asdict(cfg.eval),
+            "attack": {k: v for k, v in dataclasses.asdict(cfg.attack).items() if k != "control"},
+            "forget": target.spec}
 
 
 def reference(cfg: Config, bases: Bases, target: Target, root: str, progress: bool = False,
@@ -40,33 +51,59 @@ def reference(cfg: Config, bases: Bases, target: Target, root: str, progress: bo
     (A tolerance from sampling noise alone refuses even that gold standard: measured on the embedded default,
     2 std = 0.16 while retraining costs more.) Stable Diffusion presets cannot be retrained here: noise only.
     """
-    with_retrain = cfg.eval.fid_retrain_gap and cfg.model.preset not in SD_PRESETS
-    key = {"base": model_key(cfg), "judge": judge_key(cfg), "eval": _eval_key(cfg), "target": target.spec,
-           "retrain": with_retrain}
-    uri = store.join(root, "base", f"reference-{content_hash(key)}.json")
+    key = reference_key(cfg, target)
+    uri = store.artefact(root, "reference", key, "json")
     if store.exists(uri):
         return store.read_json(uri)["reference"]
-    seeds = [derive(cfg.eval.seed, "reference") + i for i in range(cfg.eval.reference_seeds)]
-    fid_key = f"fid_{cfg.eval.fid_extractor}"
-
-    def over_seeds(model) -> tuple[list[float], list[float]]:
-        gen = DiffusionGenerator(model, cfg.eval, cfg.schedule)
-        runs = [bases.evaluator.evaluate(gen, target, seed=s) for s in seeds]
-        return [r["retain_acc"] for r in runs], [r[fid_key] for r in runs]
-
-    accs, fids = over_seeds(bases.model)
+    base = utility(cfg, bases, target, root, "base", progress, device)
+    accs, fids = base["retain_acc"], base["fid"]
     noise = 2 * statistics.stdev(fids) if len(fids) > 1 else 0.0
     ref = {"base_retain_acc": statistics.mean(accs), "base_fid": statistics.mean(fids), "fid_delta_noise": noise,
-           "fid_retrain_gap": 0.0, "reference_eval_seeds": seeds, "base_fid_by_seed": fids,
+           "fid_retrain_gap": 0.0, "reference_eval_seeds": base["seeds"], "base_fid_by_seed": fids,
            "base_retain_acc_by_seed": accs}
-    if with_retrain:
-        retrain, _ = get_retrain(cfg, bases.ds, target, root, retrain_seed(cfg, 0), progress, device)
-        r_accs, r_fids = over_seeds(retrain)
-        ref.update(retrain_fid=statistics.mean(r_fids), retrain_retain_acc=statistics.mean(r_accs),
-                   fid_retrain_gap=max(0.0, statistics.mean(r_fids) - ref["base_fid"]))
+    if key["retrain"]:
+        r = utility(cfg, bases, target, root, "retrain", progress, device)
+        ref.update(retrain_fid=statistics.mean(r["fid"]), retrain_retain_acc=statistics.mean(r["retain_acc"]),
+                   fid_retrain_gap=max(0.0, statistics.mean(r["fid"]) - ref["base_fid"]))
     ref["fid_delta"] = ref["fid_delta_noise"] + ref["fid_retrain_gap"]
     store.write_json(uri, {"reference": ref, "key": key})
     return ref
+
+
+def utility_key(cfg: Config, target: Target, model: str) -> dict:
+    return {**reference_key(cfg, target), "model": model}
+
+
+def utility(cfg: Config, bases: Bases, target: Target, root: str, model: str, progress: bool = False,
+            device: str = "cpu") -> dict:
+    """Retain accuracy and FID of the base (``model="base"``) or of the retrained gold standard (``"retrain"``,
+    unlearning seed 0) over the ``eval.reference_seeds`` evaluation seeds: half of the reference, each cached on
+    its own so the two can be measured side by side (sampling is bit-identical whatever the thread count)."""
+    uri = store.artefact(root, "utility", utility_key(cfg, target, model), "json")
+    if store.exists(uri):
+        return store.read_json(uri)
+    m = bases.model if model == "base" else get_retrain(cfg, bases.ds, target, root, retrain_seed(cfg, 0), progress,
+                                                        device)[0]
+    seeds = [derive(cfg.eval.seed, "reference") + i for i in range(cfg.eval.reference_seeds)]
+    gen = DiffusionGenerator(m, cfg.eval, cfg.schedule)
+    runs = [bases.evaluator.evaluate(gen, target, seed=s) for s in seeds]
+    out = {"model": model, "seeds": seeds, "retain_acc": [r["retain_acc"] for r in runs],
+           "fid": [r[f"fid_{cfg.eval.fid_extractor}"] for r in runs]}
+    store.write_json(uri, out)
+    return out
+
+
+def base_ar(cfg: Config, bases: Bases, target: Target, root: str) -> float:
+    """AR of the target on the untouched base, on the trial's evaluation noise: the same for every trial of a sweep,
+    so measured once and cached per (base, judge, evaluation settings, target)."""
+    key = {"base": model_key(cfg), "judge": judge_key(cfg), "eval": {**_eval_key(cfg), "seed": cfg.eval.seed},
+           "target": target.spec}
+    uri = store.artefact(root, "ar-base", key, "json")
+    if store.exists(uri):
+        return store.read_json(uri)["ar_base"]
+    ar = bases.evaluator.ar(DiffusionGenerator(bases.model, cfg.eval, cfg.schedule), target)
+    store.write_json(uri, {"ar_base": ar, "key": key})
+    return ar
 
 
 def feasibility(ar_mu: float, retain_acc: float, fid: float, ref: dict) -> dict:
@@ -84,10 +121,8 @@ def feasibility(ar_mu: float, retain_acc: float, fid: float, ref: dict) -> dict:
 def control_curve(cfg: Config, bases: Bases, target: Target, root: str, progress: bool = False) -> dict[str, float]:
     """The trial's attack on the untouched base model: AR(c_u) by attack step. Cached per (base, judge, eval,
     attack, target)."""
-    key = {"base": model_key(cfg), "judge": judge_key(cfg), "eval": dataclasses.asdict(cfg.eval),
-           "attack": {k: v for k, v in dataclasses.asdict(cfg.attack).items() if k != "control"},
-           "forget": target.spec}
-    uri = store.join(root, "base", f"control-{content_hash(key)}.json")
+    key = control_key(cfg, target)
+    uri = store.artefact(root, "control", key, "json")
     if store.exists(uri):
         return store.read_json(uri)["ar"]
     model = copy.deepcopy(bases.model)

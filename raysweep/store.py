@@ -190,11 +190,16 @@ def moved_root(old_dir: str, new_dir: str) -> tuple[str, str]:
     return "/".join(a), "/".join(b)
 
 
+def artefact(root: str, kind: str, key_config: dict[str, Any], ext: str = "parquet") -> str:
+    """Where a cached artefact of ``kind`` lives: ``root/base/<kind>-<hash of its key>.<ext>``."""
+    return join(root, "base", f"{kind}-{content_hash(key_config)}.{ext}")
+
+
 def cached_state(root: str, kind: str, key_config: dict[str, Any],
                  build: Callable[[], tuple[dict[str, torch.Tensor], dict]]) -> tuple[dict[str, torch.Tensor], dict, bool]:
     """Load ``kind`` from ``root/base/kind-<hash of key_config>.parquet`` or build (tensors, extra metadata) and
     save it. Returns (tensors, extra, was_cached)."""
-    uri = join(root, "base", f"{kind}-{content_hash(key_config)}.parquet")
+    uri = artefact(root, kind, key_config)
     if exists(uri):
         state, meta = load_state(uri)
         return state, meta["extra"], True

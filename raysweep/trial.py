@@ -33,7 +33,7 @@ from .budget import budget_metrics
 from . import commands
 from .cli import config_from, device_from, run
 from .config import Config, content_hash
-from .controls import control_curve, feasibility, reference
+from .controls import base_ar, control_curve, feasibility, reference
 from .evaluate import DiffusionGenerator, convergence
 from .loop import LoopState, optimize
 from .lora import merged_state
@@ -264,7 +264,7 @@ def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Repo
     attempts = _record_attempt(t.path("attempts.json"), resume)
     t.bases = load_bases(cfg, root, progress, device)
     ref = reference(cfg, t.bases, target, root, progress, device)
-    ar_base = t.bases.evaluator.ar(t.gen(t.bases.model), target)
+    ar_base = base_ar(cfg, t.bases, target, root)
 
     model, unlearned, loss_curve, unlearned_uri = unlearn_phase(t)
     ev = t.bases.evaluator

@@ -242,6 +242,32 @@ def _scheduler(exp: Experiment):
                          max_t=pr.get("max_t", 100))
 
 
+def build_shared(exp: Experiment, smoke: bool, setup: Setup, cpus: float) -> dict[str, float]:
+    """The artefacts every trial shares (judge, base, retrained model, control attack, utility reference), built
+    before the trials as Ray tasks side by side (raysweep/shared.py). A failure here fails nothing: each trial then
+    builds what it needs itself, and records its own error."""
+    from . import shared
+
+    try:
+        cfg = exp.trial_config({}, smoke)
+    except RaysweepError:
+        return {}  # the fixed config alone is not a valid trial: the trials will say why
+    gpus = min(1.0, exp.gpus_per_worker)
+    try:
+        seconds = shared.build(cfg, list(exp.space), setup.store_root, "cuda" if gpus else setup.device,
+                               min(threads_per_worker(exp), int(cpus)), gpus,
+                               attacked=not exp.attack_feasible_only or smoke)
+    except Exception as e:  # a task's error (RayTaskError wraps it): the trials meet it again and record it
+        print(f"raysweep: the shared artefacts were not built before the trials ({type(e).__name__}: "
+              f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''}); each trial builds what it needs",
+              file=sys.stderr)
+        return {}
+    if any(v > 1 for v in seconds.values()):
+        print("raysweep: built before the trials: " + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()),
+              file=sys.stderr)
+    return {k: round(v, 1) for k, v in seconds.items()}
+
+
 def _local_dir(storage: str, name: str) -> str:
     """Where SQLite stores (Optuna, default MLflow) live: beside the sweep when storage is local."""
     path = os.path.join(os.path.abspath(storage), name) if not store.is_remote(storage) else os.path.abspath(
@@ -356,6 +382,8 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
             "mlflow_uri": _beside(mlflow_uri, sweep_dir), "mlflow_experiment_id": exp_id,
             "optuna_storage": _beside(optuna_uri, sweep_dir), "optuna_study": name if optuna_uri else None,
             "smoke": smoke, "objectives": exp.objectives, "constraints": exp.constraints})
+        start = time.perf_counter()  # the sweep's seconds include what the trials share
+        shared_seconds = build_shared(exp, smoke, setup, cpus)
         resources = {"cpu": exp.cpus_per_trial if exp.workers == 0 else WAITING_CPU,
                      "gpu": exp.gpus_per_worker if exp.workers == 0 else 0}
         fn = tune.with_resources(tune.with_parameters(trainable, setup=setup), resources)
@@ -371,7 +399,6 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
             tuner = tune.Tuner(fn, param_space=space, run_config=run_config, tune_config=tune.TuneConfig(
                 search_alg=_searcher(exp, local_dir, name), scheduler=_scheduler(exp), num_samples=n,
                 max_concurrent_trials=concurrent, reuse_actors=True))
-        start = time.perf_counter()
         try:
             # a restored sweep's state is unpickled at restore and again at fit: both where the sweep is now
             with (_restored_here(ray_storage, name, local_dir, exp.search == "optuna") if resume
@@ -398,7 +425,8 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
         counts["not_attacked"] = sum(r.get("attack_skipped") == 1 for r in rows)
     return {"experiment": exp.name, "name": name, "trials": len(rows), **counts, "results": table,
             "mlflow_uri": mlflow_uri, "mlflow_pending": mlflow_pending, "optuna_storage": optuna_uri,
-            "seconds": round(time.perf_counter() - start, 1), "objectives": exp.objectives,
+            "seconds": round(time.perf_counter() - start, 1), "shared_seconds": shared_seconds,
+            "objectives": exp.objectives,
             **({"smoke": SMOKE_NOTE} if smoke else {}),
             **({"interrupted": len(unfinished), "signal": stop.get("signal", signal.SIGINT)} if unfinished else {})}
 

@@ -74,7 +74,7 @@ def wait_for(predicate, proc, timeout=300):
         if proc.poll() is not None:
             raise AssertionError(f"exited early ({proc.returncode}): {output(proc)[1][-3000:]}")
         if time.time() > deadline:
-            raise AssertionError("timed out")
+            raise AssertionError(f"timed out; it printed: {output(proc)[1][-3000:]}")
         time.sleep(0.1)
 
 

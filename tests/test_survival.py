@@ -27,11 +27,15 @@ EXP = str(ROOT / "tests" / "data" / "survival_sweep.py")
 
 @pytest.fixture(scope="module")
 def base_store(tmp_path_factory):
-    """The tiny base model and judge of these sweeps, trained once and copied into each test's storage."""
-    from raysweep.bases import load_bases
+    """What the trials of these sweeps share (tiny base, judge, retrained model, reference), built once and copied
+    into each test's storage: the sweeps find it there and start no task to build it (raysweep/shared.py)."""
+    from raysweep import shared
 
     root = tmp_path_factory.mktemp("survival-base") / "store"
-    load_bases(load(EXP).trial_config({"unlearn.seed": 0}), str(root))
+    exp = load(EXP)
+    cfg = exp.trial_config({})
+    for what in shared.shared(cfg, list(exp.space)):
+        shared.make(what, cfg, str(root), "cpu", 2)
     return root
 
 

@@ -21,6 +21,9 @@ DATA = Path(__file__).resolve().parent / "data"
 def test_smoke_sweep_three_stores_agree(smoke_sweep, mlflow_server):
     storage, summary = smoke_sweep
     assert summary["trials"] == 3 and summary["error"] == 0 and "numbers mean nothing" in summary["smoke"]
+    # a fresh store: what every trial shares was built before them, by Ray tasks (no control attack in a smoke run)
+    assert list(summary["shared_seconds"]) == ["judge", "base", "retrain", "utility:base", "utility:retrain",
+                                               "reference"]
     # the main job's feasibility constraints went to Optuna and to the table
     assert "meet_constraints" in summary and json.loads((storage / "smoke" / "sweep.json").read_text())[
         "constraints"] == {"ar_mu": ["<=", 0.1], "retain_drop": ["<=", 0.05], "fid_excess": ["<=", 0.0]}

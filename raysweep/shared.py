@@ -1,0 +1,112 @@
+"""What every trial of a sweep starts from, built once before the trials, as Ray tasks side by side.
+
+A trial finds the judge, the base model, the retrained gold standard, the utility reference and the control attack
+in the store, or builds them (``raysweep.bases``, ``raysweep.controls``). Left to the trials, the first one builds
+them one after another, and trials running at once each build them again. Built here, what is independent runs at
+once: the trainings on as many threads as a trial has (so the weights are bit for bit the ones a trial would have
+trained: CPU training is not, across thread counts), the reference's evaluations of the base and of the retrained
+model on one core each (sampling is bit-identical whatever the thread count; tests/test_shared.py).
+
+Only what every trial shares is built: an artefact whose cache key a swept parameter enters (e.g.
+``data.forget_class`` for the retrained model) is left to the trials, as before.
+"""
+from __future__ import annotations
+
+import time
+
+from .config import Config
+
+# The config fields and sections (ending in ".") each artefact's cache key holds: bases.judge_key, model_key,
+# retrain_key; controls.reference_key (its two halves, utility_key), control_key
+_DATA = ("data.dataset", "data.root", "data.resolution", "data.test_fraction", "data.split_seed", "data.styles")
+_TARGET = ("data.forget_class", "data.target")
+_MODEL = ("model.", "schedule.", "pretrain.")
+_REFERENCE = _DATA + _TARGET + _MODEL + ("judge.", "eval.")
+SECTIONS = {"judge": _DATA + ("judge.",), "base": _DATA + _MODEL, "retrain": _DATA + _TARGET + _MODEL,
+            "utility:base": _REFERENCE, "utility:retrain": _REFERENCE, "reference": _REFERENCE,
+            "control": _REFERENCE + ("attack.",)}
+TRAINED = ("judge", "base", "retrain", "control")  # trained on the trial's threads; the rest evaluated on one
+# What each waits for. The evaluations wait for every training, not only their own models': started among the
+# trainings, a one-core evaluation would hold a core a training of the trial's thread count is waiting for.
+NEEDS = {"control": ("judge", "base"), "utility:base": TRAINED, "utility:retrain": TRAINED,
+         "reference": ("utility:base", "utility:retrain")}
+
+
+def shared(cfg: Config, swept: list[str], attacked: bool = True) -> list[str]:
+    """The artefacts every trial of a sweep over ``swept`` (dotted keys) shares, in the order they are built.
+    ``attacked=False``: no trial may be attacked (a sweep that attacks only feasible trials), so the control attack
+    is left to the first trial that is."""
+    retrained = cfg.eval.fid_retrain_gap and cfg.model.preset not in ("sd", "sd-tiny")  # controls.reference_key
+    control = cfg.attack.control and attacked
+    wanted = ["judge", "base", *(["retrain"] if retrained else []), *(["control"] if control else []),
+              "utility:base", *(["utility:retrain"] if retrained else []), "reference"]
+    return [a for a in wanted
+            if not any(k == s or (s.endswith(".") and k.startswith(s)) for k in swept for s in SECTIONS[a])]
+
+
+def stored(what: str, cfg: Config, root: str) -> str:
+    """Where the artefact ``what`` of ``cfg`` lives in the store ``root``."""
+    from . import store
+    from .bases import judge_key, model_key, retrain_key, retrain_seed
+    from .controls import control_key, reference_key, utility_key
+    from .resolve import resolve
+
+    target = resolve(cfg).target
+    kind, key, ext = {
+        "judge": ("judge", lambda: judge_key(cfg), "parquet"), "base": ("base", lambda: model_key(cfg), "parquet"),
+        "retrain": (f"retrain-{target.slug}", lambda: retrain_key(cfg, target, retrain_seed(cfg, 0)), "parquet"),
+        "utility:base": ("utility", lambda: utility_key(cfg, target, "base"), "json"),
+        "utility:retrain": ("utility", lambda: utility_key(cfg, target, "retrain"), "json"),
+        "reference": ("reference", lambda: reference_key(cfg, target), "json"),
+        "control": ("control", lambda: control_key(cfg, target), "json")}[what]
+    return store.artefact(root, kind, key(), ext)
+
+
+def make(what: str, cfg: Config, root: str, device: str, threads: int, *after) -> float:
+    """Build (or find) one artefact in the store; returns the seconds it took. ``after``: the tasks it waited for."""
+    import torch
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    from .bases import get_base, get_judge, get_retrain, load_bases, retrain_seed, training_space
+    from .controls import control_curve, reference, utility
+    from .datasets import load_dataset
+    from .resolve import resolve
+
+    target = resolve(cfg).target
+    if what in ("judge", "base", "retrain"):  # each alone: the others may not be built yet
+        pixels = load_dataset(cfg.data)
+        if what == "judge":
+            get_judge(cfg, pixels, root, device)
+        else:
+            ds, _ = training_space(cfg, pixels, root)
+            if what == "base":
+                get_base(cfg, ds, root, device=device)
+            else:
+                get_retrain(cfg, ds, target, root, retrain_seed(cfg, 0), device=device)
+    else:
+        bases = load_bases(cfg, root, device=device)
+        if what == "control":
+            control_curve(cfg, bases, target, root)
+        elif what == "reference":
+            reference(cfg, bases, target, root, device=device)
+        else:
+            utility(cfg, bases, target, root, what.split(":")[1], device=device)
+    return time.perf_counter() - start
+
+
+def build(cfg: Config, swept: list[str], root: str, device: str, threads: int, gpus: float = 0.0,
+          attacked: bool = True) -> dict[str, float]:
+    """Build, on the running Ray, the artefacts shared by the trials of a sweep that runs ``cfg`` with the ``swept``
+    keys varied, trials having ``threads`` threads each (and ``gpus``); what the store holds already is not
+    rebuilt (no task starts). Returns the seconds each built one took."""
+    import ray
+
+    from . import store
+
+    refs: dict = {}
+    for what in [w for w in shared(cfg, swept, attacked) if not store.exists(stored(w, cfg, root))]:
+        cpus = threads if what in TRAINED else 1
+        task = ray.remote(make).options(num_cpus=cpus, num_gpus=gpus, max_retries=0, name=f"shared:{what}")
+        refs[what] = task.remote(what, cfg, root, device, cpus, *(refs[n] for n in NEEDS.get(what, ()) if n in refs))
+    return dict(zip(refs, ray.get(list(refs.values()))))
