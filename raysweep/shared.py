@@ -2,10 +2,11 @@
 
 A trial finds the judge, the base model, the retrained gold standard, the utility reference and the control attack
 in the store, or builds them (``raysweep.bases``, ``raysweep.controls``). Left to the trials, the first one builds
-them one after another, and trials running at once each build them again. Built here, what is independent runs at
-once: the trainings on as many threads as a trial has (so the weights are bit for bit the ones a trial would have
-trained: CPU training is not, across thread counts), the reference's evaluations of the base and of the retrained
-model on one core each (sampling is bit-identical whatever the thread count; tests/test_shared.py).
+them one after another, and trials running at once each build them again. Built here, once, what is independent
+runs at once where the cores allow, each task on as many threads as a trial has: CPU training is not bit-identical
+across thread counts (``bench/thread_invariance.py``), so the weights are bit for bit the ones a trial would have
+trained (tests/test_shared.py). (On one thread each, the reference's two halves side by side took 128 s on 2 cores
+against 131.5 s for both on 2 threads, and cost a second worker process's start: not worth a second shape.)
 
 Only what every trial shares is built: an artefact whose cache key a swept parameter enters (e.g.
 ``data.forget_class`` for the retrained model) is left to the trials, as before.
@@ -25,10 +26,8 @@ _REFERENCE = _DATA + _TARGET + _MODEL + ("judge.", "eval.")
 SECTIONS = {"judge": _DATA + ("judge.",), "base": _DATA + _MODEL, "retrain": _DATA + _TARGET + _MODEL,
             "utility:base": _REFERENCE, "utility:retrain": _REFERENCE, "reference": _REFERENCE,
             "control": _REFERENCE + ("attack.",)}
-TRAINED = ("judge", "base", "retrain", "control")  # trained on the trial's threads; the rest evaluated on one
-# What each waits for. The evaluations wait for every training, not only their own models': started among the
-# trainings, a one-core evaluation would hold a core a training of the trial's thread count is waiting for.
-NEEDS = {"control": ("judge", "base"), "utility:base": TRAINED, "utility:retrain": TRAINED,
+# What each waits for (its inputs in the store)
+NEEDS = {"control": ("judge", "base"), "utility:base": ("judge", "base"), "utility:retrain": ("judge", "retrain"),
          "reference": ("utility:base", "utility:retrain")}
 
 
@@ -106,7 +105,6 @@ def build(cfg: Config, swept: list[str], root: str, device: str, threads: int, g
 
     refs: dict = {}
     for what in [w for w in shared(cfg, swept, attacked) if not store.exists(stored(w, cfg, root))]:
-        cpus = threads if what in TRAINED else 1
-        task = ray.remote(make).options(num_cpus=cpus, num_gpus=gpus, max_retries=0, name=f"shared:{what}")
-        refs[what] = task.remote(what, cfg, root, device, cpus, *(refs[n] for n in NEEDS.get(what, ()) if n in refs))
+        task = ray.remote(make).options(num_cpus=threads, num_gpus=gpus, max_retries=0, name=f"shared:{what}")
+        refs[what] = task.remote(what, cfg, root, device, threads, *(refs[n] for n in NEEDS.get(what, ()) if n in refs))
     return dict(zip(refs, ray.get(list(refs.values()))))

@@ -91,8 +91,8 @@ def _store_contents(root) -> dict:
 
 
 def test_built_side_by_side_the_shared_artefacts_are_bit_for_bit_what_a_trial_builds(tmp_path):
-    """Trainings on the trial's 2 threads, evaluations on 1 (as shared.build runs them): the same weights, reference
-    and control curve, file by file, as the trial's own calls on 2 threads leave in a store of their own."""
+    """Built as shared.build builds them, one task after another on the trial's 2 threads: the same weights,
+    reference and control curve, file by file, as the trial's own calls leave in a store of their own."""
     import torch
 
     from conftest import tiny_config
@@ -104,7 +104,7 @@ def test_built_side_by_side_the_shared_artefacts_are_bit_for_bit_what_a_trial_bu
     side = str(tmp_path / "side")
     try:
         for what in shared.shared(cfg, ["unlearn.steps"]):
-            shared.make(what, cfg, side, "cpu", 2 if what in shared.TRAINED else 1)
+            shared.make(what, cfg, side, "cpu", 2)
         torch.set_num_threads(2)
         own = str(tmp_path / "trial")
         bases = load_bases(cfg, own)
