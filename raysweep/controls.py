@@ -78,7 +78,7 @@ def utility(cfg: Config, bases: Bases, target: Target, root: str, model: str, pr
             device: str = "cpu") -> dict:
     """Retain accuracy and FID of the base (``model="base"``) or of the retrained gold standard (``"retrain"``,
     unlearning seed 0) over the ``eval.reference_seeds`` evaluation seeds: half of the reference, each cached on
-    its own so the two can be measured side by side (sampling is bit-identical whatever the thread count)."""
+    its own so that a sweep can build the two side by side (raysweep/shared.py)."""
     uri = store.artefact(root, "utility", utility_key(cfg, target, model), "json")
     if store.exists(uri):
         return store.read_json(uri)
