@@ -5,8 +5,10 @@ in the store, or builds them (``raysweep.bases``, ``raysweep.controls``). Left t
 them one after another, and trials running at once each build them again. Built here, once, what is independent
 runs at once where the cores allow, each task on as many threads as a trial has: CPU training is not bit-identical
 across thread counts (``bench/thread_invariance.py``), so the weights are bit for bit the ones a trial would have
-trained (tests/test_shared.py). (On one thread each, the reference's two halves side by side took 128 s on 2 cores
-against 131.5 s for both on 2 threads, and cost a second worker process's start: not worth a second shape.)
+trained (tests/test_shared.py). Evaluations could run on one thread each (sampling is bit-identical on any), but
+measured in the main job on 2 cores the reference's halves took 128 s side by side on one thread each and 144 s one
+after the other on 2, while the second worker process that one-thread tasks start cost every small sweep its start
+(the test suite 984 s against 958 s): one task shape, the trial's.
 
 Only what every trial shares is built: an artefact whose cache key a swept parameter enters (e.g.
 ``data.forget_class`` for the retrained model) is left to the trials, as before.
