@@ -126,6 +126,10 @@ def retrain_seed(cfg: Config, unlearn_seed: int) -> int:
     return cfg.pretrain.seed * 1_000_003 + derive(unlearn_seed, "retrain")
 
 
+def retrain_kind(target: Target) -> str:
+    return f"retrain-{target.slug}"
+
+
 def retrain_key(cfg: Config, target: Target, seed: int) -> dict:
     return {**model_key(cfg), "exclude": target.spec, "retrain_seed": seed}
 
@@ -138,8 +142,8 @@ def get_retrain(cfg: Config, ds: Dataset, target: Target, root: str, seed: int, 
         m, r = pretrain_model(cfg, ds, exclude=target, progress=progress, device=device, seed=seed)
         return m, {"steps": r.steps_run, "seconds": r.seconds, "losses": r.losses}
 
-    key = retrain_key(cfg, target, seed)
-    model, extra, _ = store.cached_module(root, f"retrain-{target.slug}", key, build, lambda: new_unet(cfg, ds))
+    model, extra, _ = store.cached_module(root, retrain_kind(target), retrain_key(cfg, target, seed), build,
+                                          lambda: new_unet(cfg, ds))
     return model.to(device), extra
 
 

@@ -48,14 +48,14 @@ def shared(cfg: Config, swept: list[str], attacked: bool = True) -> list[str]:
 def stored(what: str, cfg: Config, root: str) -> str:
     """Where the artefact ``what`` of ``cfg`` lives in the store ``root``."""
     from . import store
-    from .bases import judge_key, model_key, retrain_key, retrain_seed
+    from .bases import judge_key, model_key, retrain_key, retrain_kind, retrain_seed
     from .controls import control_key, reference_key, utility_key
     from .resolve import resolve
 
     target = resolve(cfg).target
     kind, key, ext = {
         "judge": ("judge", lambda: judge_key(cfg), "parquet"), "base": ("base", lambda: model_key(cfg), "parquet"),
-        "retrain": (f"retrain-{target.slug}", lambda: retrain_key(cfg, target, retrain_seed(cfg, 0)), "parquet"),
+        "retrain": (retrain_kind(target), lambda: retrain_key(cfg, target, retrain_seed(cfg, 0)), "parquet"),
         "utility:base": ("utility", lambda: utility_key(cfg, target, "base"), "json"),
         "utility:retrain": ("utility", lambda: utility_key(cfg, target, "retrain"), "json"),
         "reference": ("reference", lambda: reference_key(cfg, target), "json"),
