@@ -3,8 +3,9 @@
     python experiments/fair_comparison.py [--out runs/fair] [--phases controls tune confirm budgets]
         [--tune-trials 12] [--workers 2]
 
-Phases (resumable: every finished trial is in OUT/trials.jsonl, every tuning sweep in OUT/fair-tune-<method>/;
-a rerun does only what is missing, so the study can be finished over several sessions):
+Phases (resumable: every finished trial is in OUT/trials.jsonl and, committed, in docs/fair_comparison.jsonl, every
+tuning sweep in OUT/fair-tune-<method>/ and, committed, in docs/fair_tuning.csv; a rerun does only what is missing,
+so the study can be finished over several sessions and from a fresh clone):
   controls  per base seed: the base model, judge and utility reference; DiMRA on the base at lr 1e-4 and 1e-3
   tune      per method, a sweep on the sweep system (experiments/fair_tune.py: Ray Tune + Optuna's constrained
             NSGA-II) over its own knobs on a tuning seed; its best feasible setting = the lowest ar_dimra_max
@@ -33,7 +34,7 @@ from fair_tune import FEASIBLE, STUDY, tuning  # noqa: E402
 
 from raysweep.budget import TAU, steps_to_recovery  # noqa: E402
 from raysweep.experiment import violations  # noqa: E402
-from raysweep.study import Log, ci, job, run_jobs, run_script, write_csv  # noqa: E402
+from raysweep.study import Log, ci, job, run_jobs, publish, run_script  # noqa: E402
 from raysweep.stats import bootstrap_mean, paired_difference, spearman, verdict  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,8 +229,8 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
     study_seconds = sum(r.get("seconds") or 0 for r in rows if isinstance(r.get("seconds"), float))
     L = ["# Is DiMUM irreversible where the baselines are not, at the same utility?", "",
          "The fair comparison on the embedded default (scikit-learn's 8×8 digits, forget class 3). Regenerate (resumable; "
-         "finished trials are skipped): `python3 dev.py exec -- python experiments/fair_comparison.py`. Every row: "
-         "`docs/fair_comparison.csv`; tuning sweeps: `runs/fair/fair-tune-<method>/` (results.parquet, Optuna study, "
+         "finished trials are skipped, from a fresh clone too): `python3 dev.py exec -- python experiments/fair_comparison.py`. "
+         "Every row: `docs/fair_comparison.csv` (and `.jsonl`, the record a rerun resumes from); tuning sweeps: `runs/fair/fair-tune-<method>/` (results.parquet, Optuna study, "
          "MLflow runs).", "",
          f"Compute on this 2-core CPU (two trials at a time, one thread each): tuning {tune_seconds / 3600:.1f} h, "
          f"controls + confirmation + budgets {study_seconds / 3600:.1f} h of trial time "
@@ -552,14 +553,15 @@ def main() -> None:
         ATTACK, BUDGETS = (0, 10, 20), (5, 10, 20)
     out = Path(args.out)
     root = str(out / "store")
-    log = Log(out / "trials.jsonl")
+    # a smoke run's keys never match the committed rows: it takes none of them in
+    log = Log(out / "trials.jsonl", None if args.smoke else Path(args.docs) / "fair_comparison.jsonl")
     tuned: dict = {}
     best: dict = {}
 
     def report() -> None:
         rows = log.rows()
         docs = Path(args.docs)
-        write_csv(rows, docs / "fair_comparison.csv")
+        publish(rows, docs / "fair_comparison.csv")
         old = (docs / "results.md").read_text() if (docs / "results.md").exists() else ""
         marker = "<!-- feature-unlearning -->"  # experiments/reproduce_styles.py's section, kept
         kept = old[old.index(marker):] if marker in old else ""

@@ -9,8 +9,8 @@ minus the class) × full finetuning or rank-4 LoRA × the seeds (3; each seed it
 subset and evaluation noise), DiMRA to 2,000 steps; and one adaptive attack (a look-alike class's images under the
 forgotten label). Per cell: how many seeds the attack brought back to AR ≥ 0.5 within the budget and the median first
 step among them (the others are censored at the budget), the recovery AUC (mean AR over the attack) with a 95 %
-bootstrap interval over seeds, and ar_dimra_max. Resumable (runs/threat/trials.jsonl); writes docs/threat_model.md
-and docs/threat_model.csv.
+bootstrap interval over seeds, and ar_dimra_max. Resumable (runs/threat/trials.jsonl, and from a fresh clone: the committed
+docs/threat_model.jsonl); writes docs/threat_model.md and docs/threat_model.csv (+ .jsonl).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from fair_comparison import CONTROL_EVAL_SEED, base_overrides, choose, committed
 
 from raysweep.budget import recovery_auc  # noqa: E402
 from raysweep.stats import bootstrap_mean  # noqa: E402
-from raysweep.study import Log, ci, job, run_jobs, run_script, write_csv  # noqa: E402
+from raysweep.study import Log, ci, job, run_jobs, publish, run_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["dimum", "salun", "sa"]  # the methods the fair comparison found feasible
@@ -81,7 +81,7 @@ def write_report(settings: dict[str, dict], rows: list[dict], infeasible: list[s
     L = ["# The attacker's budget", "",
          "How much DiMRA it takes to bring forgotten class 3 back, for each method at its feasible setting from the "
          "fair comparison (`docs/fair_tuning.csv`), on the embedded default. Regenerate (resumable): "
-         "`python3 dev.py exec -- python experiments/threat_model.py`. Every row: `docs/threat_model.csv`.", "",
+         "`python3 dev.py exec -- python experiments/threat_model.py`. Every row: `docs/threat_model.csv` (and `.jsonl`, the record a rerun resumes from).", "",
          f"Grid: attack lr {', '.join(f'{x:g}' for x in LRS)} × images held {', '.join(map(size_name, SIZES))} "
          f"(a seeded subset of the test split minus the class) × {' / '.join(map(tuning_name, LORA))} × {len(SEEDS)} seeds (unlearning, attack data and "
          f"evaluation each), DiMRA to {ATTACK[-1]:,} steps. **reached**: seeds whose AR reached "
@@ -144,12 +144,12 @@ def main() -> None:
     settings = {m: b.setting for m, b in best.items() if b is not None and b.feasible}
     infeasible = [m for m in args.methods if m not in settings]
     out = Path(args.out)
-    log = Log(out / "trials.jsonl")
     docs = Path(args.docs)
+    log = Log(out / "trials.jsonl", None if args.smoke else docs / "threat_model.jsonl")
 
     def report() -> None:
         rows = log.rows()
-        write_csv(rows, docs / "threat_model.csv")
+        publish(rows, docs / "threat_model.csv")
         (docs / "threat_model.md").write_text(write_report(settings, rows, infeasible, args.smoke))
 
     run_jobs(groups(settings), str(out / "store"), log, args.workers, after_each=report)

@@ -23,16 +23,26 @@ Job = dict[str, Any]  # {"key": str, "phase": str, "overrides": {...}}
 
 
 class Log:
-    """``trials.jsonl``: one line per finished trial, appended as it finishes; a rerun skips what is there."""
+    """``trials.jsonl``: one line per finished trial, appended as it finishes; a rerun skips what is there.
 
-    def __init__(self, path: Path):
+    ``record`` is the study's committed record (``docs/<study>.jsonl``, written by :func:`publish`): its rows not yet
+    in the log are taken in first, so a fresh clone, or a session whose ``runs/`` was lost, resumes where the committed
+    study stopped instead of recomputing hours of trials.
+    """
+
+    def __init__(self, path: Path, record: Path | None = None):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        if record is not None and record.exists():
+            done = {r["key"] for r in self.rows()}
+            new = [r for r in read_jsonl(record) if r["key"] not in done]
+            for r in new:
+                self.append(r)
+            if new:
+                print(f"study: {len(new)} finished trials taken from {record}", file=sys.stderr, flush=True)
 
     def rows(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return read_jsonl(self.path) if self.path.exists() else []
 
     def done(self) -> set[str]:
         return {r["key"] for r in self.rows() if r.get("status") != "error"}
@@ -44,6 +54,10 @@ class Log:
             os.write(fd, line)
         finally:
             os.close(fd)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def job_key(phase: str, overrides: dict) -> str:
@@ -151,9 +165,16 @@ def flat(row: dict) -> dict:
     return out
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
+LOCAL = ("traceback", "trial_dir", "base_uri", "unlearned_uri")  # this machine's paths and stacks: never published
+
+
+def publish(rows: list[dict], path: Path) -> None:
+    """The study's record beside its report: every row as JSON lines (``path`` with ``.jsonl``: lossless, what
+    :class:`Log` resumes from) and as CSV (``path``: flat, for reading)."""
+    with path.with_suffix(".jsonl").open("w") as f:
+        f.writelines(json.dumps({k: v for k, v in r.items() if k not in LOCAL}) + "\n" for r in rows)
     flats = [flat(r) for r in rows]
-    fields = sorted({k for r in flats for k in r if k not in ("traceback", "trial_dir", "base_uri", "unlearned_uri")})
+    fields = sorted({k for r in flats for k in r if k not in LOCAL})
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fields, extrasaction="ignore")
         w.writeheader()
