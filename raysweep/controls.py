@@ -93,15 +93,11 @@ def utility(cfg: Config, bases: Bases, target: Target, root: str, model: str, pr
     return out
 
 
-def base_ar_key(cfg: Config, target: Target) -> dict:
-    return {"base": model_key(cfg), "judge": judge_key(cfg), "eval": {**_eval_key(cfg), "seed": cfg.eval.seed},
-            "target": target.spec}
-
-
 def base_ar(cfg: Config, bases: Bases, target: Target, root: str) -> float:
     """AR of the target on the untouched base, on the trial's evaluation noise: the same for every trial of a sweep,
     so measured once and cached per (base, judge, evaluation settings, target)."""
-    key = base_ar_key(cfg, target)
+    key = {"base": model_key(cfg), "judge": judge_key(cfg), "eval": {**_eval_key(cfg), "seed": cfg.eval.seed},
+           "target": target.spec}
     uri = store.artefact(root, "ar-base", key, "json")
     if store.exists(uri):
         return store.read_json(uri)["ar_base"]

@@ -7,6 +7,7 @@ that share an unlearned model (two attacks on it) find it in the store instead o
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -171,14 +172,17 @@ LOCAL = ("traceback", "trial_dir", "base_uri", "unlearned_uri")  # this machine'
 def publish(rows: list[dict], path: Path) -> None:
     """The study's record beside its report: every row as JSON lines (``path`` with ``.jsonl``: lossless, what
     :class:`Log` resumes from) and as CSV (``path``: flat, for reading)."""
-    with path.with_suffix(".jsonl").open("w") as f:
-        f.writelines(json.dumps({k: v for k, v in r.items() if k not in LOCAL}) + "\n" for r in rows)
+    record = "".join(json.dumps({k: v for k, v in r.items() if k not in LOCAL}) + "\n" for r in rows)
     flats = [flat(r) for r in rows]
     fields = sorted({k for r in flats for k in r if k not in LOCAL})
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fields, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(flats)
+    table = io.StringIO()
+    w = csv.DictWriter(table, fields, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(flats)
+    for target, text in ((path.with_suffix(".jsonl"), record), (path, table.getvalue())):
+        tmp = target.with_name(target.name + ".tmp")  # replaced whole: a study killed mid-write never truncates it
+        tmp.write_text(text, newline="")
+        os.replace(tmp, target)
 
 
 def ci(mean: float, lo: float, hi: float, digits: int = 3) -> str:
