@@ -71,17 +71,26 @@ def run(main: Callable[[], dict | None], as_json: bool) -> dict | None:
     except OSError as e:  # the machine, not the program: a full disk, a vanished mount, a refused connection
         print(f"error: {e}".splitlines()[0], file=sys.stderr)
         raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        print("error: interrupted (SIGINT)", file=sys.stderr)
-        raise SystemExit(130) from None
-    except Terminated:
-        print("error: terminated (SIGTERM)", file=sys.stderr)
-        raise SystemExit(143) from None
+    except (KeyboardInterrupt, Terminated, SystemError) as e:
+        stop = _stop_in(e)
+        if stop is None:
+            raise
+        print("error: interrupted (SIGINT)" if isinstance(stop, KeyboardInterrupt) else "error: terminated (SIGTERM)",
+              file=sys.stderr)
+        raise SystemExit(130 if isinstance(stop, KeyboardInterrupt) else 143) from None
     finally:  # a command run in-process (tests, a notebook) leaves the caller's handler as it found it
         signal.signal(signal.SIGTERM, previous)
     if as_json and out is not None:
         print(json.dumps(plain(out), allow_nan=False))
     return out
+
+
+def _stop_in(e: BaseException | None) -> BaseException | None:
+    """The Ctrl-C or SIGTERM behind ``e``: a signal that lands inside C code (an extension module's import) comes back
+    as a SystemError whose context is the signal's exception."""
+    while e is not None and not isinstance(e, (KeyboardInterrupt, Terminated)):
+        e = e.__cause__ or e.__context__
+    return e
 
 
 def plain(obj):

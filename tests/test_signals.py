@@ -54,3 +54,24 @@ def test_sigterm_stops_a_sweep_like_ctrl_c_and_says_how_to_resume(tmp_path, ray_
     assert summary["resume"].endswith("--name term --smoke --resume")
     (row,) = pq.read_table(sweep / "results.parquet").to_pylist()
     assert row["status"] == "interrupted" and "--resume" in row["error"]
+
+
+def test_a_signal_landing_inside_an_extension_import_is_still_one_line(capsys):
+    """SIGTERM during pandas' import surfaces as a SystemError whose context is the signal (seen in a suite run)."""
+    from raysweep import cli
+
+    def importing():
+        try:
+            raise cli.Terminated()
+        except cli.Terminated:
+            raise SystemError("<class 'x'> returned a result with an exception set")
+
+    with pytest.raises(SystemExit) as e:
+        cli.run(importing, as_json=True)
+    assert e.value.code == 143 and capsys.readouterr() == ("", "error: terminated (SIGTERM)\n")
+
+    def broken():
+        raise SystemError("a real one")
+
+    with pytest.raises(SystemError):  # no signal behind it: not turned into a stop
+        cli.run(broken, as_json=True)
