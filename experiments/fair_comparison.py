@@ -233,8 +233,9 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
          "Every row: `docs/fair_comparison.csv` (and `.jsonl`, the record a rerun resumes from); tuning sweeps: `runs/fair/fair-tune-<method>/` (results.parquet, Optuna study, "
          "MLflow runs).", "",
          f"Compute on this 2-core CPU (two trials at a time, one thread each): tuning {tune_seconds / 3600:.1f} h, "
-         f"controls + confirmation + budgets {study_seconds / 3600:.1f} h of trial time "
-         f"({len(rows)} rows, {len(failed)} failed).", ""]
+         f"controls + confirmation + budgets {study_seconds / 3600:.1f} h, each the sum of the trials' wall times "
+         f"({len(rows)} rows, {len(failed)} failed) — an upper bound on the work: it includes time the study was "
+         f"paused or shared the machine with other jobs.", ""]
     if any_row:
         L += [f"Evaluation of every number: sampler {any_row['sampler']}, {any_row['sampling_steps']} steps, guidance "
               f"{any_row['guidance_scale']} (diffusers convention); {any_row['n_samples_forget']} samples of the forgotten "

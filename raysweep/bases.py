@@ -5,7 +5,6 @@ one of them), so a sweep of many trials over one dataset trains each once.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -14,39 +13,13 @@ import torch.nn as nn
 from . import store
 from .config import Config, content_hash
 from .data import Dataset, retain_stream, stream
-from .datasets import conditions, load_dataset, spec
+from .datasets import load_dataset, spec
 from .diffusion import DenoisingLoss, make_unet
 from .evaluate import Evaluator
 from .judge import factor_accuracy, make_judge, train_judge
+from .keys import SD_PRESETS, data_key, judge_key, model_key, retrain_key, retrain_kind
 from .loop import optimize
-from .seeds import derive
 from .target import Target
-
-
-def _data_key(cfg: Config) -> dict:
-    d = dataclasses.asdict(cfg.data)
-    for k in ("forget_class", "download", "target"):
-        d.pop(k)  # what does not change the data a base is trained on (keeps earlier cache keys valid)
-    styles = conditions(cfg.data).styles
-    if styles:  # the styles in use, spelled out: "" and the default's names are one dataset
-        d["styles"] = ",".join(styles)
-    else:
-        d.pop("styles")
-    return d
-
-
-def model_key(cfg: Config) -> dict:
-    # "init": the initial weights are drawn from pretrain.seed (before, from whatever the process had drawn)
-    return {"data": _data_key(cfg), "model": dataclasses.asdict(cfg.model),
-            "schedule": dataclasses.asdict(cfg.schedule), "pretrain": dataclasses.asdict(cfg.pretrain),
-            "init": "seeded"}
-
-
-def judge_key(cfg: Config) -> dict:
-    return {"data": _data_key(cfg), "judge": dataclasses.asdict(cfg.judge)}
-
-
-SD_PRESETS = ("sd", "sd-tiny")
 
 
 def new_unet(cfg: Config, ds: Dataset) -> nn.Module:
@@ -74,7 +47,7 @@ def training_space(cfg: Config, pixels: Dataset, root: str):
     codec = codec_of(cfg, pixels)
     if codec is None:
         return pixels, None
-    key = {"data": _data_key(cfg), "vae": {"preset": cfg.model.preset, "sd_path": cfg.model.sd_path}}
+    key = {"data": data_key(cfg), "vae": {"preset": cfg.model.preset, "sd_path": cfg.model.sd_path}}
     z, _, _ = store.cached_state(root, "latents", key, lambda: (
         {"train": codec.encode(pixels.train_x), "test": codec.encode(pixels.test_x)}, {}))
     return Dataset(pixels.name, z["train"], pixels.train_y, z["test"], pixels.test_y, pixels.conditions), codec
@@ -119,19 +92,6 @@ def get_base(cfg: Config, ds: Dataset, root: str, progress: bool = False, device
     model, _, cached = store.cached_module(root, "base", model_key(cfg), build, lambda: new_unet(cfg, ds))
     uri = store.artefact(root, "base", model_key(cfg))
     return model.to(device), uri, cached
-
-
-def retrain_seed(cfg: Config, unlearn_seed: int) -> int:
-    """Retrain's own training seed: one per (base seed, unlearning seed), never the base's."""
-    return cfg.pretrain.seed * 1_000_003 + derive(unlearn_seed, "retrain")
-
-
-def retrain_kind(target: Target) -> str:
-    return f"retrain-{target.slug}"
-
-
-def retrain_key(cfg: Config, target: Target, seed: int) -> dict:
-    return {**model_key(cfg), "exclude": target.spec, "retrain_seed": seed}
 
 
 def get_retrain(cfg: Config, ds: Dataset, target: Target, root: str, seed: int, progress: bool = False,

@@ -8,35 +8,17 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import statistics
 
 from . import store
 from .attack import dimra
-from .bases import SD_PRESETS, Bases, get_retrain, judge_key, model_key, retrain_seed
+from .bases import Bases, get_retrain
 from .config import Config
 from .evaluate import DiffusionGenerator
+from .keys import control_key, eval_key, judge_key, model_key, reference_key, retrain_seed, utility_key
 from .metrics import FEASIBLE_AR, FEASIBLE_RETAIN_DROP
 from .seeds import derive
 from .target import Target
-
-
-def _eval_key(cfg: Config) -> dict:
-    e = dataclasses.asdict(cfg.eval)
-    e.pop("seed")  # the reference covers several seeds of its own; the trial's eval seed does not change it
-    e.pop("batch_size")
-    return e
-
-
-def reference_key(cfg: Config, target: Target) -> dict:
-    return {"base": model_key(cfg), "judge": judge_key(cfg), "eval": _eval_key(cfg), "target": target.spec,
-            "retrain": cfg.eval.fid_retrain_gap and cfg.model.preset not in SD_PRESETS}
-
-
-def control_key(cfg: Config, target: Target) -> dict:
-    return {"base": model_key(cfg), "judge": judge_key(cfg), "eval": dataclasses.asdict(cfg.eval),
-            "attack": {k: v for k, v in dataclasses.asdict(cfg.attack).items() if k != "control"},
-            "forget": target.spec}
 
 
 def reference(cfg: Config, bases: Bases, target: Target, root: str, progress: bool = False,
@@ -70,10 +52,6 @@ def reference(cfg: Config, bases: Bases, target: Target, root: str, progress: bo
     return ref
 
 
-def utility_key(cfg: Config, target: Target, model: str) -> dict:
-    return {**reference_key(cfg, target), "model": model}
-
-
 def utility(cfg: Config, bases: Bases, target: Target, root: str, model: str, progress: bool = False,
             device: str = "cpu") -> dict:
     """Retain accuracy and FID of the base (``model="base"``) or of the retrained gold standard (``"retrain"``,
@@ -96,7 +74,7 @@ def utility(cfg: Config, bases: Bases, target: Target, root: str, model: str, pr
 def base_ar(cfg: Config, bases: Bases, target: Target, root: str) -> float:
     """AR of the target on the untouched base, on the trial's evaluation noise: the same for every trial of a sweep,
     so measured once and cached per (base, judge, evaluation settings, target)."""
-    key = {"base": model_key(cfg), "judge": judge_key(cfg), "eval": {**_eval_key(cfg), "seed": cfg.eval.seed},
+    key = {"base": model_key(cfg), "judge": judge_key(cfg), "eval": {**eval_key(cfg), "seed": cfg.eval.seed},
            "target": target.spec}
     uri = store.artefact(root, "ar-base", key, "json")
     if store.exists(uri):

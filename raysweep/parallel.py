@@ -18,6 +18,8 @@ branch (cached or not, resume or not) and no rank waits in a collective the othe
 from __future__ import annotations
 
 import contextlib
+import socket
+import sys
 from typing import Any, Callable
 
 import torch
@@ -136,3 +138,11 @@ def sum_gradients(params: list[torch.Tensor]) -> None:
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def where() -> dict:
+    """This process's host and, inside Ray, its node id: which node ran what."""
+    node = ""
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        node = sys.modules["ray"].get_runtime_context().get_node_id()
+    return {"host": socket.gethostname(), "node_id": node}

@@ -19,8 +19,7 @@ import time
 
 from .config import Config
 
-# The config fields and sections (ending in ".") each artefact's cache key holds: bases.judge_key, model_key,
-# retrain_key; controls.reference_key (its two halves, utility_key), control_key
+# The config fields and sections (ending in ".") each artefact's cache key holds (raysweep/keys.py)
 _DATA = ("data.dataset", "data.root", "data.resolution", "data.test_fraction", "data.split_seed", "data.styles")
 _TARGET = ("data.forget_class", "data.target")
 _MODEL = ("model.", "schedule.", "pretrain.")
@@ -37,7 +36,9 @@ def shared(cfg: Config, swept: list[str], attacked: bool = True) -> list[str]:
     """The artefacts every trial of a sweep over ``swept`` (dotted keys) shares, in the order they are built.
     ``attacked=False``: no trial may be attacked (a sweep that attacks only feasible trials), so the control attack
     is left to the first trial that is."""
-    retrained = cfg.eval.fid_retrain_gap and cfg.model.preset not in ("sd", "sd-tiny")  # controls.reference_key
+    from .keys import retrained_reference
+
+    retrained = retrained_reference(cfg)
     control = cfg.attack.control and attacked
     wanted = ["judge", "base", *(["retrain"] if retrained else []), *(["control"] if control else []),
               "utility:base", *(["utility:retrain"] if retrained else []), "reference"]
@@ -48,8 +49,8 @@ def shared(cfg: Config, swept: list[str], attacked: bool = True) -> list[str]:
 def stored(what: str, cfg: Config, root: str) -> str:
     """Where the artefact ``what`` of ``cfg`` lives in the store ``root``."""
     from . import store
-    from .bases import judge_key, model_key, retrain_key, retrain_kind, retrain_seed
-    from .controls import control_key, reference_key, utility_key
+    from .keys import (control_key, judge_key, model_key, reference_key, retrain_key, retrain_kind, retrain_seed,
+                       utility_key)
     from .resolve import resolve
 
     target = resolve(cfg).target
@@ -69,7 +70,8 @@ def make(what: str, cfg: Config, root: str, device: str, threads: int, *after) -
 
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    from .bases import get_base, get_judge, get_retrain, load_bases, retrain_seed, training_space
+    from .bases import get_base, get_judge, get_retrain, load_bases, training_space
+    from .keys import retrain_seed
     from .controls import control_curve, reference, utility
     from .datasets import load_dataset
     from .resolve import resolve

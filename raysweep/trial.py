@@ -17,7 +17,6 @@ if __name__ == "__main__":  # answer --help and bad arguments before the imports
 
 import copy
 import os
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -28,13 +27,14 @@ import torch.nn as nn
 
 from . import parallel, plots, store, trajectory
 from .attack import dimra
-from .bases import Bases, get_retrain, load_bases, new_unet, retrain_seed
+from .bases import Bases, get_retrain, load_bases, new_unet
 from .budget import budget_metrics
 from . import commands
 from .cli import config_from, device_from, run
 from .config import Config, content_hash
 from .controls import base_ar, control_curve, feasibility, reference
 from .evaluate import DiffusionGenerator, convergence
+from .keys import retrain_seed
 from .loop import LoopState, optimize
 from .lora import merged_state
 from .methods import REGISTRY
@@ -299,20 +299,12 @@ def run_trial(cfg: Config, root: str, trial_dir: str | None = None, report: Repo
     return out
 
 
-def where() -> dict:
-    """This process's host and, inside Ray, its node id: which node ran what."""
-    node = ""
-    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
-        node = sys.modules["ray"].get_runtime_context().get_node_id()
-    return {"host": socket.gethostname(), "node_id": node}
-
-
 def _record_attempt(uri: str, resume: bool) -> int:
     """attempts.json: one entry per start of this trial (host, Ray node, pid of each rank, time), so restarts are
     visible."""
     seen = store.read_json(uri) if resume and store.exists(uri) else []
     pids = parallel.gather(os.getpid())
-    seen.append({**where(), "pid": pids[0], "pids": pids, "started": time.time()})
+    seen.append({**parallel.where(), "pid": pids[0], "pids": pids, "started": time.time()})
     store.write_json(uri, seen)
     return len(seen)
 

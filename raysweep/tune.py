@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from . import store, tracking
+from . import parallel, store, tracking
 from . import commands
 from .cli import device_from, run
 from .config import RaysweepError, flatten
@@ -32,7 +32,6 @@ from .experiment import SMOKE_MAX_SAMPLES, SMOKE_MAX_UNLEARN_STEPS, Experiment, 
 from .metrics import CURVES
 from .resolve import resolve
 from .results import result_rows, trial_id_of, write_table
-from .trial import run_trial, where
 
 
 @dataclasses.dataclass
@@ -107,13 +106,14 @@ def trainable(params: dict, setup: Setup) -> None:
     logged = bool(run_id) and _mlflow(lambda: (tracking.log_result(setup.mlflow_uri, run_id, result),
                                                tracking.end_run(setup.mlflow_uri, run_id, ok=True), True)[-1])
     final = portable({"attack_uris": {}, **result}, setup.sweep_dir)
-    ray.tune.report({**scalars(final), **where(), "phase": "final", "trial_id": trial_id, "mlflow_run_id": run_id or "",
-                     "mlflow_status": "logged" if logged else "pending", "attack_uris": final["attack_uris"]})
+    ray.tune.report({**scalars(final), **parallel.where(), "phase": "final", "trial_id": trial_id,
+                     "mlflow_run_id": run_id or "", "mlflow_status": "logged" if logged else "pending",
+                     "attack_uris": final["attack_uris"]})
 
 
 def _tags(setup: Setup, cfg, trial_dir: str) -> dict[str, str]:
     return {"experiment": setup.exp.name, "method": cfg.unlearn.method, "forget_class": str(cfg.data.forget_class),
-            "target": resolve(cfg).target.spec, "trial_dir": trial_dir, "smoke": str(setup.smoke), **where()}
+            "target": resolve(cfg).target.spec, "trial_dir": trial_dir, "smoke": str(setup.smoke), **parallel.where()}
 
 
 def _run_name(setup: Setup, cfg, params: dict) -> str:
@@ -170,7 +170,7 @@ def _train(cfg, setup: Setup, trial_id: str, trial_dir: str) -> None:
     def train_fn(_config: dict) -> None:
         import torch
 
-        from . import parallel
+        from .trial import run_trial  # here, not at the top: the driver never loads the model stack
 
         torch.set_num_threads(threads_per_worker(setup.exp))  # a Train worker starts with Ray's 1 thread
 

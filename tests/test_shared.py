@@ -5,9 +5,8 @@ import dataclasses
 import pytest
 
 from raysweep import shared
-from raysweep.bases import judge_key, model_key, retrain_key, retrain_seed
 from raysweep.config import Config, ConfigError, content_hash
-from raysweep.controls import control_key, reference_key, utility_key
+from raysweep.keys import control_key, judge_key, model_key, reference_key, retrain_key, retrain_seed, utility_key
 from raysweep.resolve import resolve
 
 

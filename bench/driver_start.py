@@ -1,0 +1,58 @@
+"""What a sweep driver pays before Ray starts, with and without the model stack (diffusers, torchmetrics, the trial).
+
+    python bench/driver_start.py [--repeat 5]
+
+The driver imports raysweep.tune, checks every method's config and locates the shared artefacts; since the method
+registry loads classes on first lookup and the cache keys live in raysweep/keys.py, none of that imports the model
+stack, which only the trial processes need. Each repeat runs both variants in fresh interpreters, alternating, so
+that the machine's load falls on both alike. Prints JSON: best-of-N seconds of each, their ratio, and the modules.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+DRIVER = """
+import sys
+import raysweep.tune
+from raysweep import shared
+from raysweep.config import Config
+from raysweep.methods import REGISTRY
+from raysweep.resolve import resolve
+cfg = Config()
+for name in REGISTRY:
+    cfg.unlearn.method = name
+    resolve(cfg)
+[shared.stored(w, cfg, "/nowhere") for w in shared.shared(cfg, [])]
+"""
+WITH_STACK = DRIVER + "import raysweep.trial\n"  # what the driver imported before: tune.py imported the trial
+
+
+def seconds(code: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeat", type=int, default=5)
+    a = p.parse_args()
+    lean, full = [], []
+    for _ in range(a.repeat):
+        lean.append(seconds(DRIVER))
+        full.append(seconds(WITH_STACK))
+    loaded = subprocess.run([sys.executable, "-c", DRIVER + "print(','.join(m for m in ('torch', 'mlflow', 'diffusers',"
+                             " 'torchmetrics') if m in sys.modules))"], capture_output=True, text=True, check=True)
+    print(json.dumps({"bench": "driver_start", "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+                      "load_avg_1min": os.getloadavg()[0], "repeat": a.repeat,
+                      "driver_s": round(min(lean), 3), "driver_with_model_stack_s": round(min(full), 3),
+                      "saved_s": round(min(full) - min(lean), 3), "ratio": round(min(lean) / min(full), 3),
+                      "driver_loads": loaded.stdout.strip().split(",")}))
+
+
+if __name__ == "__main__":
+    main()
