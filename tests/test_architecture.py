@@ -150,7 +150,8 @@ print(sorted(m for m in ("diffusers", "torchmetrics", "raysweep.trial", "rayswee
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-800:]
     assert res.stdout.split("\n")[:2] == ["7", "[]"], res.stdout
-    assert REGISTRY["salun"].__name__ == "SalUn" and "salun" in REGISTRY and "nothing" not in REGISTRY
+    assert REGISTRY["salun"].__name__ == "SalUn" and REGISTRY.get("sa").__name__ == "SelectiveAmnesia"
+    assert "salun" in REGISTRY and "nothing" not in REGISTRY and REGISTRY.get("nothing") is None
 
 
 def test_every_benchmark_starts():

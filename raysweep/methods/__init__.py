@@ -19,6 +19,9 @@ class Registry(dict):
             self[name] = value
         return value
 
+    def get(self, name, default=None):
+        return self[name] if name in self else default
+
 
 REGISTRY = Registry({
     "finetune": ".finetune:Finetune",
