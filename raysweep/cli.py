@@ -34,7 +34,7 @@ def config_from(args: argparse.Namespace, cfg: Config | None = None) -> Config:
     cfg.data.dataset = args.dataset
     cfg.data.root = args.root
     apply_overrides(cfg, args.overrides)
-    from .resolve import resolve  # after parsing: it imports the model stack
+    from .resolve import resolve  # after parsing: it imports torch (datasets, targets)
 
     return resolve(cfg).cfg
 

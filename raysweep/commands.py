@@ -20,6 +20,17 @@ def trial_parser() -> argparse.ArgumentParser:
     return p
 
 
+def trial_config(args: argparse.Namespace):
+    """The trial command's config, resolved (a bad one is a one-line ConfigError; torch's model stack is not loaded)."""
+    from .cli import config_from
+    from .config import Config
+
+    cfg = Config()
+    cfg.unlearn.method, cfg.data.forget_class, cfg.data.target = args.method, args.forget_class, args.target
+    cfg.unlearn.seed = cfg.attack.seed = args.seed
+    return config_from(args, cfg)
+
+
 def tune_parser() -> argparse.ArgumentParser:
     p = Parser(prog="raysweep.tune", description="A sweep of unlearn -> attack -> evaluate trials on Ray Tune + Optuna, in MLflow.")
     p.add_argument("experiment", help="experiments/NAME.py exposing `experiment = raysweep.Experiment(...)`")

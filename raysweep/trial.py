@@ -10,10 +10,11 @@ every trial whose config differs only in the attack), a loop state of an interru
 """
 from __future__ import annotations
 
-if __name__ == "__main__":  # answer --help and bad arguments before the imports below load torch, Ray, MLflow
-    from raysweep.commands import trial_parser
+if __name__ == "__main__":  # --help, bad arguments and a bad config answer before the imports below load the stack
+    from raysweep.cli import run as _run
+    from raysweep.commands import trial_config, trial_parser
 
-    trial_parser().parse_args()
+    _run(lambda: trial_config(trial_parser().parse_args()) and None, as_json=False)
 
 import copy
 import os
@@ -30,7 +31,7 @@ from .attack import dimra
 from .bases import Bases, get_retrain, load_bases, new_unet
 from .budget import budget_metrics
 from . import commands
-from .cli import config_from, device_from, run
+from .cli import device_from, run
 from .config import Config, content_hash
 from .controls import base_ar, control_curve, feasibility, reference
 from .evaluate import DiffusionGenerator, convergence
@@ -313,10 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     args = commands.trial_parser().parse_args(argv)
 
     def job() -> dict:
-        cfg = Config()
-        cfg.unlearn.method, cfg.data.forget_class, cfg.data.target = args.method, args.forget_class, args.target
-        cfg.unlearn.seed = cfg.attack.seed = args.seed
-        cfg = config_from(args, cfg)
+        cfg = commands.trial_config(args)
         store.ensure_writable(args.out, "--out")
         res = run_trial(cfg, args.out, device=device_from(args.device), progress=sys.stderr.isatty(),
                         resume=args.resume)

@@ -154,6 +154,16 @@ print(sorted(m for m in ("diffusers", "torchmetrics", "raysweep.trial", "rayswee
     assert "salun" in REGISTRY and "nothing" not in REGISTRY and REGISTRY.get("nothing") is None
 
 
+def test_a_bad_trial_config_is_refused_before_the_model_stack_loads():
+    """``python -m raysweep.trial`` resolves its config first: a bad one is one line, and diffusers never loads."""
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "raysweep.trial", "--method", "nosuch"],
+                         capture_output=True, text=True)
+    imported = {ln.split("|")[-1].strip() for ln in res.stderr.splitlines() if ln.startswith("import time:")}
+    said = [ln for ln in res.stderr.splitlines() if not ln.startswith("import time:")]
+    assert res.returncode == 2 and len(said) == 1 and "unknown method 'nosuch'" in said[0], res.stderr[-800:]
+    assert "torch" in imported and not imported & {"diffusers", "torchmetrics", "raysweep.diffusion"}
+
+
 def test_every_benchmark_starts():
     """Benchmarks run by hand, rarely: their imports rot unless something loads them (``--help`` imports all)."""
     scripts = sorted(f for f in (PKG.parent / "bench").glob("*.py") if f.name != "common.py")
