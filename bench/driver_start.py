@@ -26,8 +26,9 @@ cfg = Config()
 for name in REGISTRY:
     cfg.unlearn.method = name
     resolve(cfg)
-[shared.stored(w, cfg, "/nowhere") for w in shared.shared(cfg, [])]
+located = [shared.stored(w, cfg, "/nowhere") for w in shared.shared(cfg, [])]
 """
+STACK = ("diffusers", "torchmetrics", "raysweep.trial", "raysweep.diffusion")  # what the driver must not load
 WITH_STACK = DRIVER + "import raysweep.trial\n"  # what the driver imported before: tune.py imported the trial
 
 
@@ -45,8 +46,8 @@ def main() -> None:
     for _ in range(a.repeat):
         lean.append(seconds(DRIVER))
         full.append(seconds(WITH_STACK))
-    loaded = subprocess.run([sys.executable, "-c", DRIVER + "print(','.join(m for m in ('torch', 'mlflow', 'diffusers',"
-                             " 'torchmetrics') if m in sys.modules))"], capture_output=True, text=True, check=True)
+    loaded = subprocess.run([sys.executable, "-c", DRIVER + f"print(','.join(m for m in {('torch', 'mlflow', *STACK)}"
+                             " if m in sys.modules))"], capture_output=True, text=True, check=True)
     print(json.dumps({"bench": "driver_start", "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
                       "load_avg_1min": os.getloadavg()[0], "repeat": a.repeat,
                       "driver_s": round(min(lean), 3), "driver_with_model_stack_s": round(min(full), 3),

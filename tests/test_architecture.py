@@ -133,20 +133,10 @@ def test_help_and_bad_arguments_answer_before_the_model_stack_loads(command):
 def test_the_sweep_driver_checks_configs_and_finds_shared_artefacts_without_the_model_stack():
     """The driver resolves every trial's config and locates the shared artefacts; none of that may import diffusers
     or torchmetrics (seconds of every sweep's start): method classes load on first lookup, cache keys are keys.py."""
-    code = """
-import sys
-import raysweep.tune
-from raysweep import shared
-from raysweep.config import Config
-from raysweep.methods import REGISTRY
-from raysweep.resolve import resolve
-cfg = Config()
-for name in REGISTRY:
-    cfg.unlearn.method = name
-    resolve(cfg)
-print(len([shared.stored(w, cfg, "/nowhere") for w in shared.shared(cfg, [])]))
-print(sorted(m for m in ("diffusers", "torchmetrics", "raysweep.trial", "raysweep.diffusion") if m in sys.modules))
-"""
+    sys.path.insert(0, str(PKG.parent / "bench"))
+    from driver_start import DRIVER, STACK  # what bench/driver_start.py times is what this checks
+
+    code = DRIVER + f"print(len(located))\nprint(sorted(m for m in {STACK} if m in sys.modules))\n"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-800:]
     assert res.stdout.split("\n")[:2] == ["7", "[]"], res.stdout
