@@ -15,9 +15,9 @@ from .attack import dimra
 from .bases import Bases, get_retrain
 from .config import Config
 from .evaluate import DiffusionGenerator
-from .keys import control_key, eval_key, judge_key, model_key, reference_key, retrain_seed, utility_key
+from .keys import (control_key, eval_key, judge_key, model_key, reference_key, reference_seeds, retrain_seed,
+                   utility_key)
 from .metrics import FEASIBLE_AR, FEASIBLE_RETAIN_DROP
-from .seeds import derive
 from .target import Target
 
 
@@ -62,7 +62,7 @@ def utility(cfg: Config, bases: Bases, target: Target, root: str, model: str, pr
         return store.read_json(uri)
     m = bases.model if model == "base" else get_retrain(cfg, bases.ds, target, root, retrain_seed(cfg, 0), progress,
                                                         device)[0]
-    seeds = [derive(cfg.eval.seed, "reference") + i for i in range(cfg.eval.reference_seeds)]
+    seeds = reference_seeds(cfg)
     gen = DiffusionGenerator(m, cfg.eval, cfg.schedule)
     runs = [bases.evaluator.evaluate(gen, target, seed=s) for s in seeds]
     out = {"model": model, "seeds": seeds, "retain_acc": [r["retain_acc"] for r in runs],

@@ -12,7 +12,8 @@ OFFSETS = {
     "aux_generated": 4242,
     # evaluation noise (from eval.seed)
     "stop_noise": 9001,  # the stop rule's checks: never the noise ar_mu is measured on
-    "reference": 104729,  # the base's utility reference over several eval seeds: reference + i
+    # the base's utility reference (from pretrain.seed, never a trial's eval.seed: keys.reference_seeds)
+    "reference": 104729,
 }
 
 

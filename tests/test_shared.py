@@ -134,3 +134,27 @@ def test_the_bases_ar_is_measured_once_per_sweep_and_is_the_evaluators(tmp_path)
     cfg.eval.seed += 1  # other evaluation noise: measured anew
     assert base_ar(cfg, bases, target, str(tmp_path)) != measured or \
         len(list((tmp_path / "base").glob("ar-base-*.json"))) == 2
+
+
+def test_the_utility_reference_is_the_same_whichever_trials_evaluation_seed_built_it(tmp_path):
+    """Its cache key leaves eval.seed out, so its content must not depend on it: two trials of one sweep differ in
+    eval.seed, and the one that builds the reference first must not choose the noise every trial is judged by."""
+    import copy
+
+    from conftest import tiny_config
+    from raysweep.bases import load_bases
+    from raysweep.controls import utility
+
+    cfg = tiny_config(**{"eval.reference_seeds": 2})
+    other = copy.deepcopy(cfg)
+    other.eval.seed += 1
+    target = resolve(cfg).target
+    assert utility_key(cfg, target, "base") == utility_key(other, target, "base")
+    bases = load_bases(cfg, str(tmp_path))
+    first = utility(cfg, bases, target, str(tmp_path), "base")
+    for f in (tmp_path / "base").glob("utility-*.json"):
+        f.unlink()  # measured anew, by the other trial
+    assert utility(other, bases, target, str(tmp_path), "base") == first
+    base1 = copy.deepcopy(cfg)
+    base1.pretrain.seed += 1  # another base: evaluation noise of its own
+    assert not set(first["seeds"]) & set(reference_key(base1, target)["seeds"])
