@@ -20,6 +20,7 @@ Writes docs/results.md (the verdicts, with intervals) and docs/fair_comparison.c
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -251,13 +252,20 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
           "reproduced / refuted only when its interval lies wholly on one side of the threshold, else inconclusive.",
           ""]
 
-    refs = sorted({(r["overrides"]["pretrain.seed"], r["base_retain_acc"], r["base_fid"], r["fid_delta"],
-                    r.get("fid_delta_noise", math.nan), r.get("fid_retrain_gap", math.nan)) for r in ok
-                   if "base_fid" in r and r["phase"] in ("controls", "confirm")})
+    refs = {}
+    for r in ok:
+        if "base_fid" in r:
+            ref = (r["overrides"]["pretrain.seed"], r["base_retain_acc"], r["base_fid"], r["fid_delta"],
+                   r.get("fid_delta_noise", math.nan), r.get("fid_retrain_gap", math.nan))
+            refs.setdefault(ref, set()).add(r["phase"])
     L += ["## Utility references (per base seed)", "",
-          "| base seed | base retain_acc | base FID | δ (noise + retrain gap) |", "|---|---|---|---|"]
-    L += [f"| {b} | {a:.3f} | {f:.3f} | {d:.3f} ({dn:.3f} + {dr:.3f}) |" for b, a, f, d, dn, dr in
-          sorted(set(refs), key=lambda x: x[0])]
+          "Each row was judged against the reference in its store when it ran; a reference's evaluation seeds came "
+          "from the eval.seed of the trial that built it until 0e3e452 (now from the base), so one base has several.",
+          "", "| base seed | base retain_acc | base FID | δ (noise + retrain gap) | rows judged by it |",
+          "|---|---|---|---|---|"]
+    L += [f"| {b} | {a:.3f} | {f:.3f} | {d:.3f} ({dn:.3f} + {dr:.3f}) | {', '.join(sorted(refs[(b, a, f, d, dn, dr)]))} |"
+          for b, a, f, d, dn, dr in sorted(refs)]
+    L += reference_noise(Path(args.docs) / "reference_noise.json")
 
     L += ["", "## 1. Tuning: each method's best feasible setting", "",
           f"Each method's own knobs (`experiments/fair_tune.py`: steps 20–3,000 log-uniform, lr 1e-5–1e-3, and its "
@@ -347,8 +355,36 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
 README_MARK = ("<!-- results: written by experiments/fair_comparison.py -->", "<!-- /results -->")
 
 
-def readme_summary(tuned: dict[str, list[dict]], best: dict[str, Choice | None], rows: list[dict]) -> str:
-    """The README's results paragraph: what tuning found per method and the verdicts so far, from the same rows."""
+def reference_noise(path: Path) -> list[str]:
+    """The limit's own noise, from experiments/reference_noise.py's record when it has been run."""
+    if not path.exists():
+        return []
+    rec = json.loads(path.read_text())
+    L = ["", "### How far the FID limit moves with the evaluation noise it is estimated from", "",
+         f"`python experiments/reference_noise.py`: {rec['what']} (`docs/reference_noise.json`).", ""]
+    for b in rec["bases"]:
+        w = next(v for k, v in b.items() if k.startswith("windows_of_"))
+        n = len(b["eval_seeds"])
+        changed = b["fid_verdict_changed"]
+        k = n - w["n"] + 1
+        L.append(f"- base seed {b['base_seed']}: base FID over {n} seeds {ci(*b['base_fid'])} (std "
+                 f"{b['base_fid_std']:.3f}), retrained {b['retrain_fid']:.3f}: limit **{b['limit']:.3f}**. Over the "
+                 f"{w['n']} runs of {k} consecutive seeds: base FID {w['base_fid'][0]:.3f}–{w['base_fid'][1]:.3f}, "
+                 f"δ {w['fid_delta'][0]:.3f}–{w['fid_delta'][1]:.3f}, limit {w['limit'][0]:.3f}–{w['limit'][1]:.3f}; "
+                 f"{len(b['rows_between_window_limits'])} of the {b['rows_judged']} committed rows of this base lie "
+                 f"in that range (their verdict depended on which {k} seeds their reference happened to use). "
+                 f"Judged against the {n}-seed limit, {len(changed)} change their FID verdict" +
+                 (":" if changed else "."))
+        L += [f"  - {c['phase']} {c['what']}: FID {c['fid']:.3f}, recorded limit {c['recorded_limit']:.3f} → "
+              f"{'feasible' if c['feasible_now'] else 'infeasible'} (was {'feasible' if c['feasible'] else 'infeasible'})"
+              for c in changed]
+    return L
+
+
+def readme_summary(tuned: dict[str, list[dict]], best: dict[str, Choice | None], rows: list[dict],
+                   noise: Path | None = None) -> str:
+    """The README's results paragraph: what tuning found per method and the verdicts so far, from the same rows
+    (and, when ``noise`` holds experiments/reference_noise.py's record, what the FID limit's own noise changes)."""
     ok = [r for r in rows if r.get("status") in ("ok", "diverged")]
     confirm = [r for r in ok if r["phase"] == "confirm"]
     budgets = [r for r in ok if r["phase"] == "budgets"]
@@ -369,6 +405,17 @@ def readme_summary(tuned: dict[str, list[dict]], best: dict[str, Choice | None],
           "verdicts come from the confirmation on fresh seeds (§2, §4):", ""]
     L += verdicts(confirm, budgets, best) if confirm else ["- no confirmation rows yet: no verdict on the paper's "
                                                             "claims is made here."]
+    if noise is not None and noise.exists():
+        parts = []
+        for b in json.loads(noise.read_text())["bases"]:
+            n, w = len(b["eval_seeds"]), next(v for k, v in b.items() if k.startswith("windows_of_"))
+            flips = sorted({f"{c['phase']} {c['what']}" for c in b["fid_verdict_changed"]
+                            if c["feasible"] != c["feasible_now"]})
+            parts.append(f"base {b['base_seed']}: {w['limit'][0]:.3f}–{w['limit'][1]:.3f} over runs of "
+                         f"{n - w['n'] + 1} seeds, {b['limit']:.3f} over {n}; feasibility changes against it: "
+                         + ("; ".join(flips) + " (now infeasible)" if flips else "none"))
+        L += ["", "The FID limit is itself estimated from evaluation noise (§Utility references): " + "; ".join(parts)
+              + ". The verdicts above still use the limits recorded with each row."]
     return "\n".join(L) + "\n"
 
 
@@ -570,7 +617,7 @@ def main() -> None:
         if tuned:
             tuning_figure(tuned, docs / "fair_tuning.png")
             write_tuning_csv(tuned, docs / "fair_tuning.csv")
-        write_readme(Path(args.readme), readme_summary(tuned, best, rows))
+        write_readme(Path(args.readme), readme_summary(tuned, best, rows, docs / "reference_noise.json"))
         confirm = [r for r in rows if r["phase"] == "confirm" and r.get("status") in ("ok", "diverged")]
         if confirm:
             figure(confirm, docs / "fair_comparison.png")

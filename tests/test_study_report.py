@@ -88,3 +88,34 @@ def test_threat_model_report_from_rows():
     assert "| base | – | DiMRA | full | 0.001 | 50 | 1/1 (250) | 0.806 |" in md
     assert "| dimum | dimum.beta=1 | DiMRA | LoRA r=4 | 0.0001 | all | not run yet |" in md and "Not swept: ga" in md
     assert "| retrain | – | adaptive (relabel:8) | full | 0.0001 | all | not run yet |" in md
+
+
+def test_the_fid_limit_and_the_rows_it_rejudges(tmp_path):
+    """The limit is controls.reference's rule (mean + 2 std + the retrained model's excess); a row changes its verdict
+    only when its FID lies between its recorded limit and the new one, and stays infeasible when another rule fails."""
+    import json
+
+    from fair_comparison import reference_noise
+    from reference_noise import limit, rejudge, windows
+
+    assert limit([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]) == 2.0 + 2.0 + 3.0
+    assert limit([1.0, 2.0, 3.0], [0.0, 0.0, 0.0]) == 4.0  # a better retrained model widens nothing
+    w = windows([1.0, 1.0, 3.0, 3.0], [0.0] * 4, 2)  # runs (1,1) (1,3) (3,3)
+    assert w["n"] == 3 and w["base_fid"] == [1.0, 3.0] and w["limit"] == [1.0, 2.0 + 2 * 2 ** 0.5]
+    rows = [{"phase": "tune", "what": "a", "fid": 2.15, "ar_mu": 0.0, "retain_drop": 0.0, "recorded_limit": 2.2,
+             "feasible": True},
+            {"phase": "tune", "what": "b", "fid": 2.15, "ar_mu": 0.5, "retain_drop": 0.0, "recorded_limit": 2.1,
+             "feasible": False},
+            {"phase": "tune", "what": "c", "fid": 2.05, "ar_mu": 0.0, "retain_drop": 0.0, "recorded_limit": 2.2,
+             "feasible": True}]
+    assert [(c["what"], c["feasible_now"]) for c in rejudge(rows, 2.1)] == [("a", False)]
+    assert [(c["what"], c["feasible_now"]) for c in rejudge(rows, 2.2)] == [("b", False)]
+    rec = {"what": "x", "bases": [{"base_seed": 0, "eval_seeds": list(range(4)), "base_fid": [1.9, 1.8, 2.0],
+                                   "base_fid_std": 0.1, "retrain_fid": 1.7, "limit": 2.1, "windows_of_2": w,
+                                   "rows_judged": 3, "fid_verdict_changed": rejudge(rows, 2.1),
+                                   "rows_between_window_limits": ["a", "b"]}]}
+    (tmp_path / "reference_noise.json").write_text(json.dumps(rec))
+    text = "\n".join(reference_noise(tmp_path / "reference_noise.json"))
+    assert "limit **2.100**" in text and "2 of the 3 committed rows" in text and "1 change their" in text
+    assert "tune a: FID 2.150, recorded limit 2.200 → infeasible (was feasible)" in text
+    assert reference_noise(tmp_path / "absent.json") == []

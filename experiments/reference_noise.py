@@ -1,0 +1,128 @@
+"""How much does the feasibility rule's FID limit move with the evaluation noise it is estimated from, and which of
+the fair comparison's verdicts does that move?
+
+    python experiments/reference_noise.py [--store runs/fair/store] [--bases 0 1] [--seeds 20] [--window 5]
+
+Per base seed of the study (its settings: experiments/fair_tune.py STUDY), the utility reference over ``--seeds``
+evaluation seeds (raysweep/controls.py: the base's and the retrained model's FID on each; trained and cached in
+``--store``, the study's own store, when missing). From those: the FID limit base_fid + δ of the whole set, and of
+every run of ``--window`` consecutive seeds (what a reference of ``eval.reference_seeds`` = window would have
+given on that noise). Then every committed row of that base (docs/fair_comparison.jsonl, and the tuning trials in
+docs/fair_tuning.csv for base 0) is judged again against the ``--seeds`` limit: the rows whose feasibility changes
+are listed, and the rows whose FID lies between the lowest and highest window limit (their verdict depended on
+which seeds a reference happened to use). Writes docs/reference_noise.json and prints it.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fair_tune import STUDY  # noqa: E402
+
+from raysweep.config import Config, apply_overrides  # noqa: E402
+from raysweep.metrics import FEASIBLE_AR, FEASIBLE_RETAIN_DROP  # noqa: E402
+from raysweep.resolve import resolve  # noqa: E402
+from raysweep.stats import bootstrap_mean  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def limit(base: list[float], retrain: list[float]) -> float:
+    """controls.reference's rule: mean + 2 std of the base's FID + the retrained model's mean above it, if any."""
+    mean = statistics.mean(base)
+    return mean + 2 * statistics.stdev(base) + max(0.0, statistics.mean(retrain) - mean)
+
+
+def windows(base: list[float], retrain: list[float], w: int) -> dict:
+    runs = [(base[i:i + w], retrain[i:i + w]) for i in range(len(base) - w + 1)]
+    lims = [limit(b, r) for b, r in runs]
+    means = [statistics.mean(b) for b, _ in runs]
+    deltas = [lim - m for lim, m in zip(lims, means)]
+    return {"n": len(runs), "base_fid": [min(means), max(means)], "fid_delta": [min(deltas), max(deltas)],
+            "limit": [min(lims), max(lims)]}
+
+
+def rows_of(base_seed: int, record: Path, tuning: Path) -> list[dict]:
+    """Every finished row on that base with what its feasibility was judged by: the study's rows (``record``) and,
+    for base 0, the tuning trials (``tuning``)."""
+    out = []
+    for line in record.read_text().splitlines():
+        r = json.loads(line)
+        if r.get("status") == "ok" and r["overrides"].get("pretrain.seed") == base_seed and "fid_judge" in r:
+            o = r["overrides"]
+            what = f"{r['method']} steps={o.get('unlearn.steps', '-')} seed={o.get('unlearn.seed', '-')}"
+            out.append({"phase": r["phase"], "what": what, "fid": r["fid_judge"], "ar_mu": r["ar_mu"],
+                        "retain_drop": r["retain_drop"], "recorded_limit": r["base_fid"] + r["fid_delta"],
+                        "feasible": bool(r.get("feasible"))})
+    if base_seed == 0 and tuning.exists():  # the tuning sweeps ran on base 0
+        for r in csv.DictReader(tuning.open()):
+            if r["status"] == "ok" and r["fid_judge"]:
+                out.append({"phase": "tune", "what": f"{r['method']} trial {r['trial_id']}",
+                            "fid": float(r["fid_judge"]), "ar_mu": float(r["ar_mu"]),
+                            "retain_drop": float(r["retain_drop"]),
+                            "recorded_limit": float(r["base_fid"]) + float(r["fid_delta"]),
+                            "feasible": r["constraints_met"] == "True"})
+    return out
+
+
+def rejudge(rows: list[dict], lim: float) -> list[dict]:
+    """The rows whose FID verdict differs against ``lim``, with their feasibility then (the other two rules as
+    recorded)."""
+    changed = []
+    for row in rows:
+        now = row["fid"] <= lim
+        if now != (row["fid"] <= row["recorded_limit"]):
+            kept = row["ar_mu"] <= FEASIBLE_AR and row["retain_drop"] <= FEASIBLE_RETAIN_DROP
+            changed.append({**row, "limit_now": lim, "feasible_now": now and kept})
+    return changed
+
+
+def measure(base_seed: int, n: int, w: int, store: str) -> dict:
+    from raysweep.bases import load_bases
+    from raysweep.controls import utility
+
+    cfg = apply_overrides(Config(), {**STUDY, "pretrain.seed": base_seed, "judge.seed": base_seed,
+                                     "eval.reference_seeds": n})
+    target = resolve(cfg).target
+    bases = load_bases(cfg, store, progress=True)
+    b = utility(cfg, bases, target, store, "base", progress=True)
+    r = utility(cfg, bases, target, store, "retrain", progress=True)
+    lim = limit(b["fid"], r["fid"])
+    mean, lo, hi = bootstrap_mean(b["fid"])
+    rows = rows_of(base_seed, ROOT / "docs" / "fair_comparison.jsonl", ROOT / "docs" / "fair_tuning.csv")
+    runs = windows(b["fid"], r["fid"], w)
+    lo_lim, hi_lim = runs["limit"]
+    return {"base_seed": base_seed, "eval_seeds": b["seeds"], "base_fid_by_seed": b["fid"],
+            "retrain_fid_by_seed": r["fid"], "base_fid": [mean, lo, hi], "base_fid_std": statistics.stdev(b["fid"]),
+            "retrain_fid": statistics.mean(r["fid"]), "limit": lim, f"windows_of_{w}": runs,
+            "rows_judged": len(rows), "fid_verdict_changed": rejudge(rows, lim),
+            "rows_between_window_limits": [x["what"] for x in rows if lo_lim < x["fid"] <= hi_lim]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--store", default=str(ROOT / "runs" / "fair" / "store"))
+    p.add_argument("--bases", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--window", type=int, default=5, help="the study's eval.reference_seeds")
+    p.add_argument("--json", default=str(ROOT / "docs" / "reference_noise.json"))
+    args = p.parse_args()
+    if args.seeds < 2 * args.window:
+        raise SystemExit(f"--seeds {args.seeds} must be at least twice --window {args.window}")
+    out = {"what": f"FID limit from {args.seeds} evaluation seeds vs runs of {args.window}, and the committed rows "
+                   f"it re-judges", "settings": STUDY, "bases": [measure(b, args.seeds, args.window, args.store)
+                                                                    for b in args.bases]}
+    text = json.dumps(out, indent=1)
+    Path(args.json).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    from raysweep.study import run_script
+
+    run_script(main, "reference_noise")
