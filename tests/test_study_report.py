@@ -119,3 +119,28 @@ def test_the_fid_limit_and_the_rows_it_rejudges(tmp_path):
     assert "limit **2.100**" in text and "2 of the 3 committed rows" in text and "1 change their" in text
     assert "tune a: FID 2.150, recorded limit 2.200 → infeasible (was feasible)" in text
     assert reference_noise(tmp_path / "absent.json") == []
+
+
+def test_rows_are_judged_by_the_precise_reference_and_a_choice_it_overturns_leaves_its_claims_pending(tmp_path):
+    import json
+
+    from fair_comparison import choose, judged, precise_references, verdicts
+
+    rec = {"bases": [{"base_seed": 0, "eval_seeds": list(range(20)), "base_fid": [2.0, 1.9, 2.1], "limit": 2.1}]}
+    (tmp_path / "noise.json").write_text(json.dumps(rec))
+    refs = precise_references(tmp_path / "noise.json")
+    lucky = row("a", ar_mu=0.0, retain_drop=0.01, fid=2.15, ar_dimra_max=0.0, steps=74, **{"dimum.beta": 1.0, "dimum.alternative": "noise"})
+    plain = row("b", ar_mu=0.0, retain_drop=0.01, fid=1.5, ar_dimra_max=0.1, steps=900, **{"dimum.beta": 2.0, "dimum.alternative": "retain"})
+    assert lucky["constraints_met"]  # within its recorded limit 2.0 + 0.2
+    j = judged(lucky, refs, 0)
+    assert not j["constraints_met"] and abs(j["fid_excess"] - 0.05) < 1e-9
+    assert (j["recorded_base_fid"], j["recorded_fid_delta"]) == (2.0, 0.2) and lucky["constraints_met"]
+    assert judged(lucky, refs, 1) is lucky  # no precise reference of base 1: the recorded one stands
+    assert choose([lucky, plain], "dimum").row["trial_id"] == "a"
+    assert choose([judged(r, refs, 0) for r in (lucky, plain)], "dimum").row["trial_id"] == "b"
+    confirm = [{"ar_base": 0.99, "attack_lr": lr, "method": "salun", "ar_dimra_max": 0.0, "feasible": 1,
+                "overrides": {"pretrain.seed": 0, "unlearn.seed": s}, "convergence": 0.1 * s, "recovery": 0.0}
+               for lr in (1e-4, 1e-3) for s in range(3)]
+    text = "\n".join(verdicts(confirm, [], {}, ("dimum",)))
+    assert "2., 3. DiMUM: **pending**" in text and "5. Convergence predicts attack success: **pending**" in text
+    assert "salun reversed by DiMRA" in text and "**pending**" not in text.split("salun reversed")[1].split("\n")[0]
