@@ -294,8 +294,8 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
           "that base's rows by it instead.",
           "", "| base seed | base retain_acc | base FID | δ (noise + retrain gap) | rows recorded with it |",
           "|---|---|---|---|---|"]
-    L += [f"| {b} | {a:.3f} | {f:.3f} | {d:.3f} ({dn:.3f} + {dr:.3f}) | {', '.join(sorted(refs[(b, a, f, d, dn, dr)]))} |"
-          for b, a, f, d, dn, dr in sorted(refs)]
+    L += [f"| {b} | {a:.3f} | {f:.3f} | {d:.3f} ({dn:.3f} + {dr:.3f}) | {', '.join(sorted(phases))} |"
+          for (b, a, f, d, dn, dr), phases in sorted(refs.items())]
     L += reference_noise(Path(args.docs) / "reference_noise.json")
 
     L += ["", "## 1. Tuning: each method's best feasible setting", "",
@@ -401,14 +401,15 @@ def reference_noise(path: Path) -> list[str]:
         L.append(f"- base seed {b['base_seed']}: base FID over {n} seeds {ci(*b['base_fid'])} (std "
                  f"{b['base_fid_std']:.3f}), retrained {b['retrain_fid']:.3f}: limit **{b['limit']:.3f}**. Over the "
                  f"{w['n']} runs of {k} consecutive seeds: base FID {w['base_fid'][0]:.3f}–{w['base_fid'][1]:.3f}, "
-                 f"δ {w['fid_delta'][0]:.3f}–{w['fid_delta'][1]:.3f}, limit {w['limit'][0]:.3f}–{w['limit'][1]:.3f}; "
+                 f"δ {w['fid_delta'][0]:.3f}–{w['fid_delta'][1]:.3f}, "
+                 f"limit {w['limit'][0]:.3f}–{w['limit'][1]:.3f}; "
                  f"{len(b['rows_between_window_limits'])} of the {b['rows_judged']} committed rows of this base lie "
                  f"in that range (their verdict depended on which {k} seeds their reference happened to use). "
                  f"Judged against the {n}-seed limit, {len(changed)} change their FID verdict" +
                  (":" if changed else "."))
+        word = {True: "feasible", False: "infeasible"}
         L += [f"  - {c['phase']} {c['what']}: FID {c['fid']:.3f}, recorded limit {c['recorded_limit']:.3f} → "
-              f"{'feasible' if c['feasible_now'] else 'infeasible'} (was {'feasible' if c['feasible'] else 'infeasible'})"
-              for c in changed]
+              f"{word[c['feasible_now']]} (was {word[bool(c['feasible'])]})" for c in changed]
     return L
 
 
@@ -434,8 +435,8 @@ def readme_summary(tuned: dict[str, list[dict]], best: dict[str, Choice | None],
         L.append(f"- **{m}**: {n_ok}/{len(rs)} trials feasible; {what}")
     L += ["", "One tuning trial per setting is a single seed: these rows choose settings, they decide nothing. The "
           "verdicts come from the confirmation on fresh seeds (§2, §4):", ""]
-    L += verdicts(confirm, budgets, best, pending) if confirm else ["- no confirmation rows yet: no verdict on the paper's "
-                                                            "claims is made here."]
+    L += (verdicts(confirm, budgets, best, pending) if confirm
+          else ["- no confirmation rows yet: no verdict on the paper's claims is made here."])
     if noise is not None and noise.exists():
         parts = []
         for b in json.loads(noise.read_text())["bases"]:
@@ -494,7 +495,8 @@ def verdicts(confirm: list[dict], budgets: list[dict], best: dict, pending: tupl
         for m in BASELINES:
             rs = by[m]
             if m in pending:
-                L.append(f"- 1. {m} reversed by DiMRA: **pending** — its chosen setting's confirmation is not complete")
+                L.append(f"- 1. {m} reversed by DiMRA: **pending** — its chosen setting's confirmation is not "
+                         "complete")
                 continue
             if best.get(m) is not None and not best[m].feasible:
                 mean, lo, hi = bootstrap_mean([r["ar_dimra_max"] for r in rs], [r["overrides"]["pretrain.seed"] for r

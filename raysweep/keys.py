@@ -64,7 +64,8 @@ def retrained_reference(cfg: Config) -> bool:
 def reference_seeds(cfg: Config) -> list[int]:
     """The evaluation seeds of the base's utility reference: the base's own (from pretrain.seed), never a trial's
     eval.seed. The reference is cached without eval.seed, so seeds drawn from it made the reference whichever
-    trial built it first chose (on the embedded default, base FID 1.89–1.99 and δ 0.08–0.21 between windows)."""
+    trial built it first chose (on the embedded default, base FID 1.91–2.02 and δ 0.07–0.23 between runs of 5
+    seeds: experiments/reference_noise.py)."""
     first = derive(cfg.pretrain.seed * 1_000_003, "reference")
     return [first + i for i in range(cfg.eval.reference_seeds)]
 

@@ -129,8 +129,10 @@ def test_rows_are_judged_by_the_precise_reference_and_a_choice_it_overturns_leav
     rec = {"bases": [{"base_seed": 0, "eval_seeds": list(range(20)), "base_fid": [2.0, 1.9, 2.1], "limit": 2.1}]}
     (tmp_path / "noise.json").write_text(json.dumps(rec))
     refs = precise_references(tmp_path / "noise.json")
-    lucky = row("a", ar_mu=0.0, retain_drop=0.01, fid=2.15, ar_dimra_max=0.0, steps=74, **{"dimum.beta": 1.0, "dimum.alternative": "noise"})
-    plain = row("b", ar_mu=0.0, retain_drop=0.01, fid=1.5, ar_dimra_max=0.1, steps=900, **{"dimum.beta": 2.0, "dimum.alternative": "retain"})
+    lucky = row("a", ar_mu=0.0, retain_drop=0.01, fid=2.15, ar_dimra_max=0.0, steps=74,
+                **{"dimum.beta": 1.0, "dimum.alternative": "noise"})
+    plain = row("b", ar_mu=0.0, retain_drop=0.01, fid=1.5, ar_dimra_max=0.1, steps=900,
+                **{"dimum.beta": 2.0, "dimum.alternative": "retain"})
     assert lucky["constraints_met"]  # within its recorded limit 2.0 + 0.2
     j = judged(lucky, refs, 0)
     assert not j["constraints_met"] and abs(j["fid_excess"] - 0.05) < 1e-9
