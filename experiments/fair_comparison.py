@@ -244,7 +244,9 @@ def rule_line(name: str, mean: float, lo: float, hi: float, n: int, threshold: f
 
 
 def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | None], rows: list[dict],
-                 pending: tuple[str, ...] = ()) -> str:
+                 pending: tuple[str, ...] = (), record: list[dict] | None = None) -> str:
+    """``rows``: those of the current plan, judged; ``record``: every row ever run (what the compute counts)."""
+    record = rows if record is None else record
     ok = [r for r in rows if r.get("status") in ("ok", "diverged")]
     failed = [r for r in rows if r.get("status") == "error"]
     confirm = [r for r in ok if r["phase"] == "confirm"]
@@ -253,7 +255,8 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
                 if r["phase"] == "controls"}
     any_row = next(iter(confirm or budgets), None)
     tune_seconds = sum(r.get("seconds") or 0 for rs in tuned.values() for r in rs if isinstance(r.get("seconds"), float))
-    study_seconds = sum(r.get("seconds") or 0 for r in rows if isinstance(r.get("seconds"), float))
+    study_seconds = sum(r.get("seconds") or 0 for r in record if isinstance(r.get("seconds"), float))
+    dropped = len(record) - len(rows)
     L = ["# Is DiMUM irreversible where the baselines are not, at the same utility?", "",
          "The fair comparison on the embedded default (scikit-learn's 8×8 digits, forget class 3). Regenerate (resumable; "
          "finished trials are skipped, from a fresh clone too): `python3 dev.py exec -- python experiments/fair_comparison.py`. "
@@ -261,7 +264,9 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
          "MLflow runs).", "",
          f"Compute on this 2-core CPU (two trials at a time, one thread each): tuning {tune_seconds / 3600:.1f} h, "
          f"controls + confirmation + budgets {study_seconds / 3600:.1f} h, each the sum of the trials' wall times "
-         f"({len(rows)} rows, {len(failed)} failed) — an upper bound on the work: it includes time the study was "
+         f"({len(record)} rows, {sum(r.get('status') == 'error' for r in record)} failed"
+         + (f"; {dropped} of them of settings no longer chosen, not reported below" if dropped else "")
+         + ") — an upper bound on the work: it includes time the study was "
          f"paused or shared the machine with other jobs.", ""]
     if any_row:
         L += [f"Evaluation of every number: sampler {any_row['sampler']}, {any_row['sampling_steps']} steps, guidance "
@@ -662,7 +667,7 @@ def main() -> None:
         old = (docs / "results.md").read_text() if (docs / "results.md").exists() else ""
         marker = "<!-- feature-unlearning -->"  # experiments/reproduce_styles.py's section, kept
         kept = old[old.index(marker):] if marker in old else ""
-        (docs / "results.md").write_text(write_report(args, tuned, best, rows, pending) +
+        (docs / "results.md").write_text(write_report(args, tuned, best, rows, pending, record) +
                                          ("\n" + kept if kept else ""))
         if tuned:
             tuning_figure(tuned, docs / "fair_tuning.png")
