@@ -158,13 +158,22 @@ def choose(rows: list[dict], method: str) -> Choice | None:
     return Choice({k: r[k] for k in KNOBS if k in space}, bool(feasible), r)
 
 
-def precise_references(path: Path) -> dict[int, dict]:
+def read_noise(path: Path) -> dict | None:
+    """experiments/reference_noise.py's record, when it has been run."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def runs_of(b: dict) -> tuple[dict, int]:
+    """A base's runs of consecutive seeds in that record, and how many seeds each run holds."""
+    w = next(v for k, v in b.items() if k.startswith("windows_of_"))
+    return w, len(b["eval_seeds"]) - w["n"] + 1
+
+
+def precise_references(noise: dict | None) -> dict[int, dict]:
     """base seed -> the utility reference experiments/reference_noise.py measured over more evaluation seeds (20)
     than a trial's store holds (5, and until 0e3e452 which 5 depended on the trial that built it)."""
-    if not path.exists():
-        return {}
     return {b["base_seed"]: {"base_fid": b["base_fid"][0], "fid_delta": b["limit"] - b["base_fid"][0],
-                             "seeds": len(b["eval_seeds"])} for b in json.loads(path.read_text())["bases"]}
+                             "seeds": len(b["eval_seeds"])} for b in (noise or {"bases": []})["bases"]}
 
 
 def judged(row: dict, refs: dict[int, dict], base_seed: int) -> dict:
@@ -244,7 +253,7 @@ def rule_line(name: str, mean: float, lo: float, hi: float, n: int, threshold: f
 
 
 def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | None], rows: list[dict],
-                 pending: tuple[str, ...] = (), record: list[dict] | None = None) -> str:
+                 pending: tuple[str, ...] = (), record: list[dict] | None = None, noise: dict | None = None) -> str:
     """``rows``: those of the current plan, judged; ``record``: every row ever run (what the compute counts)."""
     record = rows if record is None else record
     ok = [r for r in rows if r.get("status") in ("ok", "diverged")]
@@ -301,7 +310,7 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
           "|---|---|---|---|---|"]
     L += [f"| {b} | {a:.3f} | {f:.3f} | {d:.3f} ({dn:.3f} + {dr:.3f}) | {', '.join(sorted(phases))} |"
           for (b, a, f, d, dn, dr), phases in sorted(refs.items())]
-    L += reference_noise(Path(args.docs) / "reference_noise.json")
+    L += reference_noise(noise)
 
     L += ["", "## 1. Tuning: each method's best feasible setting", "",
           f"Each method's own knobs (`experiments/fair_tune.py`: steps 20–3,000 log-uniform, lr 1e-5–1e-3, and its "
@@ -391,18 +400,16 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
 README_MARK = ("<!-- results: written by experiments/fair_comparison.py -->", "<!-- /results -->")
 
 
-def reference_noise(path: Path) -> list[str]:
+def reference_noise(rec: dict | None) -> list[str]:
     """The limit's own noise, from experiments/reference_noise.py's record when it has been run."""
-    if not path.exists():
+    if rec is None:
         return []
-    rec = json.loads(path.read_text())
     L = ["", "### How far the FID limit moves with the evaluation noise it is estimated from", "",
          f"`python experiments/reference_noise.py`: {rec['what']} (`docs/reference_noise.json`).", ""]
     for b in rec["bases"]:
-        w = next(v for k, v in b.items() if k.startswith("windows_of_"))
+        w, k = runs_of(b)
         n = len(b["eval_seeds"])
         changed = b["fid_verdict_changed"]
-        k = n - w["n"] + 1
         L.append(f"- base seed {b['base_seed']}: base FID over {n} seeds {ci(*b['base_fid'])} (std "
                  f"{b['base_fid_std']:.3f}), retrained {b['retrain_fid']:.3f}: limit **{b['limit']:.3f}**. Over the "
                  f"{w['n']} runs of {k} consecutive seeds: base FID {w['base_fid'][0]:.3f}–{w['base_fid'][1]:.3f}, "
@@ -419,7 +426,7 @@ def reference_noise(path: Path) -> list[str]:
 
 
 def readme_summary(tuned: dict[str, list[dict]], best: dict[str, Choice | None], rows: list[dict],
-                   noise: Path | None = None, pending: tuple[str, ...] = ()) -> str:
+                   noise: dict | None = None, pending: tuple[str, ...] = ()) -> str:
     """The README's results paragraph: what tuning found per method and the verdicts so far, from the same rows
     (and, when ``noise`` holds experiments/reference_noise.py's record, what the FID limit's own noise changes)."""
     ok = [r for r in rows if r.get("status") in ("ok", "diverged")]
@@ -442,14 +449,14 @@ def readme_summary(tuned: dict[str, list[dict]], best: dict[str, Choice | None],
           "verdicts come from the confirmation on fresh seeds (§2, §4):", ""]
     L += (verdicts(confirm, budgets, best, pending) if confirm
           else ["- no confirmation rows yet: no verdict on the paper's claims is made here."])
-    if noise is not None and noise.exists():
+    if noise is not None:
         parts = []
-        for b in json.loads(noise.read_text())["bases"]:
-            n, w = len(b["eval_seeds"]), next(v for k, v in b.items() if k.startswith("windows_of_"))
+        for b in noise["bases"]:
+            (w, k), n = runs_of(b), len(b["eval_seeds"])
             flips = sorted({f"{c['phase']} {c['what']}" for c in b["fid_verdict_changed"]
                             if c["feasible"] != c["feasible_now"]})
             parts.append(f"base {b['base_seed']}: {w['limit'][0]:.3f}–{w['limit'][1]:.3f} over runs of "
-                         f"{n - w['n'] + 1} seeds, {b['limit']:.3f} over {n}; feasibility changes against it: "
+                         f"{k} seeds, {b['limit']:.3f} over {n}; feasibility changes against it: "
                          + ("; ".join(flips) + " (now infeasible)" if flips else "none"))
         L += ["", "The FID limit is itself estimated from evaluation noise (§Utility references): " + "; ".join(parts)
               + ". Every verdict above judges the rows of a base by its 20-seed limit."]
@@ -667,19 +674,20 @@ def main() -> None:
         old = (docs / "results.md").read_text() if (docs / "results.md").exists() else ""
         marker = "<!-- feature-unlearning -->"  # experiments/reproduce_styles.py's section, kept
         kept = old[old.index(marker):] if marker in old else ""
-        (docs / "results.md").write_text(write_report(args, tuned, best, rows, pending, record) +
+        (docs / "results.md").write_text(write_report(args, tuned, best, rows, pending, record, noise) +
                                          ("\n" + kept if kept else ""))
         if tuned:
             tuning_figure(tuned, docs / "fair_tuning.png")
             write_tuning_csv(recorded, docs / "fair_tuning.csv")  # the record: as measured, not as judged here
-        write_readme(Path(args.readme), readme_summary(tuned, best, rows, docs / "reference_noise.json", pending))
+        write_readme(Path(args.readme), readme_summary(tuned, best, rows, noise, pending))
         confirm = [r for r in rows if r["phase"] == "confirm" and r.get("status") in ("ok", "diverged")]
         if confirm:
             figure(confirm, docs / "fair_comparison.png")
 
     if "controls" in args.phases:
         run_jobs(control_groups(), root, log, args.workers)
-    refs = precise_references(Path(args.docs) / "reference_noise.json")
+    noise = read_noise(Path(args.docs) / "reference_noise.json")
+    refs = precise_references(noise)
     recorded.update(tune_all(args))
     tuned.update({m: [judged(r, refs, 0) for r in rs] for m, rs in recorded.items()})  # tuned on base 0
     best.update({m: choose(rs, m) for m, rs in tuned.items()})

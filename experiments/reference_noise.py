@@ -22,10 +22,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fair_tune import STUDY  # noqa: E402
+from fair_tune import FEASIBLE, STUDY  # noqa: E402
 
 from raysweep.config import Config, apply_overrides  # noqa: E402
-from raysweep.metrics import FEASIBLE_AR, FEASIBLE_RETAIN_DROP  # noqa: E402
+from raysweep.experiment import meets  # noqa: E402
+from raysweep.metrics import fid_tolerance  # noqa: E402
 from raysweep.resolve import resolve  # noqa: E402
 from raysweep.stats import bootstrap_mean  # noqa: E402
 
@@ -33,9 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def limit(base: list[float], retrain: list[float]) -> float:
-    """controls.reference's rule: mean + 2 std of the base's FID + the retrained model's mean above it, if any."""
-    mean = statistics.mean(base)
-    return mean + 2 * statistics.stdev(base) + max(0.0, statistics.mean(retrain) - mean)
+    """controls.reference's limit: the base's mean FID + δ (metrics.fid_tolerance)."""
+    return statistics.mean(base) + sum(fid_tolerance(base, retrain))
 
 
 def windows(base: list[float], retrain: list[float], w: int) -> dict:
@@ -73,13 +73,8 @@ def rows_of(base_seed: int, record: Path, tuning: Path) -> list[dict]:
 def rejudge(rows: list[dict], lim: float) -> list[dict]:
     """The rows whose FID verdict differs against ``lim``, with their feasibility then (the other two rules as
     recorded)."""
-    changed = []
-    for row in rows:
-        now = row["fid"] <= lim
-        if now != (row["fid"] <= row["recorded_limit"]):
-            kept = row["ar_mu"] <= FEASIBLE_AR and row["retain_drop"] <= FEASIBLE_RETAIN_DROP
-            changed.append({**row, "limit_now": lim, "feasible_now": now and kept})
-    return changed
+    return [{**row, "limit_now": lim, "feasible_now": meets({**row, "fid_excess": row["fid"] - lim}, FEASIBLE)}
+            for row in rows if (row["fid"] <= lim) != (row["fid"] <= row["recorded_limit"])]
 
 
 def measure(base_seed: int, n: int, w: int, store: str) -> dict:

@@ -17,7 +17,7 @@ from .config import Config
 from .evaluate import DiffusionGenerator
 from .keys import (control_key, eval_key, judge_key, model_key, reference_key, reference_seeds, retrain_seed,
                    utility_key)
-from .metrics import FEASIBLE_AR, FEASIBLE_RETAIN_DROP
+from .metrics import FEASIBLE_AR, FEASIBLE_RETAIN_DROP, fid_tolerance
 from .target import Target
 
 
@@ -39,14 +39,13 @@ def reference(cfg: Config, bases: Bases, target: Target, root: str, progress: bo
         return store.read_json(uri)["reference"]
     base = utility(cfg, bases, target, root, "base", progress, device)
     accs, fids = base["retain_acc"], base["fid"]
-    noise = 2 * statistics.stdev(fids) if len(fids) > 1 else 0.0
+    r = utility(cfg, bases, target, root, "retrain", progress, device) if key["retrain"] else None
+    noise, gap = fid_tolerance(fids, r["fid"] if r else None)
     ref = {"base_retain_acc": statistics.mean(accs), "base_fid": statistics.mean(fids), "fid_delta_noise": noise,
-           "fid_retrain_gap": 0.0, "reference_eval_seeds": base["seeds"], "base_fid_by_seed": fids,
+           "fid_retrain_gap": gap, "reference_eval_seeds": base["seeds"], "base_fid_by_seed": fids,
            "base_retain_acc_by_seed": accs}
-    if key["retrain"]:
-        r = utility(cfg, bases, target, root, "retrain", progress, device)
-        ref.update(retrain_fid=statistics.mean(r["fid"]), retrain_retain_acc=statistics.mean(r["retain_acc"]),
-                   fid_retrain_gap=max(0.0, statistics.mean(r["fid"]) - ref["base_fid"]))
+    if r:
+        ref.update(retrain_fid=statistics.mean(r["fid"]), retrain_retain_acc=statistics.mean(r["retain_acc"]))
     ref["fid_delta"] = ref["fid_delta_noise"] + ref["fid_retrain_gap"]
     store.write_json(uri, {"reference": ref, "key": key})
     return ref

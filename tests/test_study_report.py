@@ -95,7 +95,7 @@ def test_the_fid_limit_and_the_rows_it_rejudges(tmp_path):
     only when its FID lies between its recorded limit and the new one, and stays infeasible when another rule fails."""
     import json
 
-    from fair_comparison import reference_noise
+    from fair_comparison import read_noise, reference_noise
     from reference_noise import limit, rejudge, windows
 
     assert limit([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]) == 2.0 + 2.0 + 3.0
@@ -115,20 +115,20 @@ def test_the_fid_limit_and_the_rows_it_rejudges(tmp_path):
                                    "rows_judged": 3, "fid_verdict_changed": rejudge(rows, 2.1),
                                    "rows_between_window_limits": ["a", "b"]}]}
     (tmp_path / "reference_noise.json").write_text(json.dumps(rec))
-    text = "\n".join(reference_noise(tmp_path / "reference_noise.json"))
+    text = "\n".join(reference_noise(read_noise(tmp_path / "reference_noise.json")))
     assert "limit **2.100**" in text and "2 of the 3 committed rows" in text and "1 change their" in text
     assert "tune a: FID 2.150, recorded limit 2.200 → infeasible (was feasible)" in text
-    assert reference_noise(tmp_path / "absent.json") == []
+    assert reference_noise(read_noise(tmp_path / "absent.json")) == []
 
 
 def test_rows_are_judged_by_the_precise_reference_and_a_choice_it_overturns_leaves_its_claims_pending(tmp_path):
     import json
 
-    from fair_comparison import choose, judged, precise_references, verdicts
+    from fair_comparison import choose, judged, precise_references, read_noise, verdicts
 
     rec = {"bases": [{"base_seed": 0, "eval_seeds": list(range(20)), "base_fid": [2.0, 1.9, 2.1], "limit": 2.1}]}
     (tmp_path / "noise.json").write_text(json.dumps(rec))
-    refs = precise_references(tmp_path / "noise.json")
+    refs = precise_references(read_noise(tmp_path / "noise.json"))
     lucky = row("a", ar_mu=0.0, retain_drop=0.01, fid=2.15, ar_dimra_max=0.0, steps=74,
                 **{"dimum.beta": 1.0, "dimum.alternative": "noise"})
     plain = row("b", ar_mu=0.0, retain_drop=0.01, fid=1.5, ar_dimra_max=0.1, steps=900,
