@@ -176,6 +176,15 @@ def precise_references(noise: dict | None) -> dict[int, dict]:
                              "seeds": len(b["eval_seeds"])} for b in (noise or {"bases": []})["bases"]}
 
 
+def choices(tuning_rows: dict[str, list[dict]], noise: dict | None) -> tuple[dict, dict]:
+    """Each method's tuning rows judged by base 0's precise reference (tuning runs on base 0), and its choice among
+    them: the one rule by which the comparison and every study after it (experiments/threat_model.py) pick a
+    method's feasible setting."""
+    refs = precise_references(noise)
+    tuned = {m: [judged(r, refs, 0) for r in rs] for m, rs in tuning_rows.items()}
+    return tuned, {m: choose(rs, m) for m, rs in tuned.items()}
+
+
 def judged(row: dict, refs: dict[int, dict], base_seed: int) -> dict:
     """``row`` judged by its base's precise reference when there is one: the FID rule with that limit, the other
     two rules as measured; the reference recorded with the row stays, as ``recorded_base_fid`` / ``_fid_delta``."""
@@ -689,8 +698,8 @@ def main() -> None:
     noise = read_noise(Path(args.docs) / "reference_noise.json")
     refs = precise_references(noise)
     recorded.update(tune_all(args))
-    tuned.update({m: [judged(r, refs, 0) for r in rs] for m, rs in recorded.items()})  # tuned on base 0
-    best.update({m: choose(rs, m) for m, rs in tuned.items()})
+    for into, part in zip((tuned, best), choices(recorded, noise)):
+        into.update(part)
     report()
     if "confirm" in args.phases:
         run_jobs(confirm_groups(best), root, log, args.workers, after_each=report)

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fair_comparison import CONTROL_EVAL_SEED, base_overrides, choose, committed_tuning, reached  # noqa: E402
+from fair_comparison import CONTROL_EVAL_SEED, base_overrides, choices, committed_tuning, reached, read_noise  # noqa: E402
 
 from raysweep.budget import recovery_auc  # noqa: E402
 from raysweep.stats import bootstrap_mean  # noqa: E402
@@ -125,6 +125,15 @@ def write_report(settings: dict[str, dict], rows: list[dict], infeasible: list[s
     return "\n".join(L) + "\n"
 
 
+def feasible_settings(docs: Path, methods: list[str]) -> tuple[dict[str, dict], list[str]]:
+    """Each method's setting as the fair comparison chose it (its committed tuning rows judged by the precise
+    references of docs/reference_noise.json), and the methods it found no feasible setting for."""
+    tuned = committed_tuning(argparse.Namespace(docs=docs))
+    _, best = choices({m: tuned.get(m, []) for m in methods}, read_noise(docs / "reference_noise.json"))
+    settings = {m: b.setting for m, b in best.items() if b is not None and b.feasible}
+    return settings, [m for m in methods if m not in settings]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(ROOT / "runs" / "threat"))
@@ -139,10 +148,7 @@ def main() -> None:
         global ATTACK, SIZES, LRS, SEEDS, LORA
         EXTRA.update({k: v for k, v in SMOKE.items() if not k.startswith("attack.")}, **{"unlearn.steps": 20})
         ATTACK, SIZES, LRS, SEEDS, LORA = (0, 10, 20), (50, 0), (1e-4,), (0, 1), (0, 2)
-    tuned = committed_tuning(argparse.Namespace(docs=args.docs))
-    best = {m: choose(tuned.get(m, []), m) for m in args.methods}
-    settings = {m: b.setting for m, b in best.items() if b is not None and b.feasible}
-    infeasible = [m for m in args.methods if m not in settings]
+    settings, infeasible = feasible_settings(Path(args.docs), args.methods)
     out = Path(args.out)
     docs = Path(args.docs)
     log = Log(out / "trials.jsonl", None if args.smoke else docs / "threat_model.jsonl")

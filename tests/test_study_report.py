@@ -146,3 +146,24 @@ def test_rows_are_judged_by_the_precise_reference_and_a_choice_it_overturns_leav
     text = "\n".join(verdicts(confirm, [], {}, ("dimum",)))
     assert "2., 3. DiMUM: **pending**" in text and "5. Convergence predicts attack success: **pending**" in text
     assert "salun reversed by DiMRA" in text and "**pending**" not in text.split("salun reversed")[1].split("\n")[0]
+
+
+def test_the_threat_model_attacks_the_setting_the_comparison_chose(tmp_path):
+    """Both studies pick a method's setting by one rule: the committed tuning rows judged by the precise reference.
+    A setting feasible only under its lenient recorded limit is not the one the attacker's budget is swept for."""
+    import json
+
+    from threat_model import feasible_settings
+
+    lucky = row("a", ar_mu=0.0, retain_drop=0.01, fid=2.15, ar_dimra_max=0.0, steps=74,
+                **{"dimum.beta": 1.0, "dimum.alternative": "noise"})
+    plain = row("b", ar_mu=0.0, retain_drop=0.01, fid=1.5, ar_dimra_max=0.1, steps=900,
+                **{"dimum.beta": 2.0, "dimum.alternative": "retain"})
+    broken = row("c", ar_mu=0.0, retain_drop=0.40, fid=9.0, ar_dimra_max=0.0, steps=90, **{"salun.alpha": 1e-3})
+    write_tuning_csv({"dimum": [lucky, plain], "salun": [broken]}, tmp_path / "fair_tuning.csv")
+    assert feasible_settings(tmp_path, ["dimum", "salun"])[0]["dimum"]["unlearn.steps"] == 74  # recorded limits
+    rec = {"bases": [{"base_seed": 0, "eval_seeds": list(range(20)), "base_fid": [2.0, 1.9, 2.1], "limit": 2.1}]}
+    (tmp_path / "reference_noise.json").write_text(json.dumps(rec))
+    settings, infeasible = feasible_settings(tmp_path, ["dimum", "salun"])
+    assert settings == {"dimum": {"unlearn.steps": 900, "unlearn.lr": 1e-4, "dimum.beta": 2.0,
+                                  "dimum.alternative": "retain"}} and infeasible == ["salun"]
