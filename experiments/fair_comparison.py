@@ -19,7 +19,6 @@ Writes docs/results.md (the verdicts, with intervals) and docs/fair_comparison.c
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fair_tune import FEASIBLE, STUDY, tuning  # noqa: E402
 
 from raysweep.budget import TAU, steps_to_recovery  # noqa: E402
+from raysweep.cli import Parser  # noqa: E402
 from raysweep.experiment import violations  # noqa: E402
 from raysweep.study import Log, ci, job, run_jobs, publish, run_script  # noqa: E402
 from raysweep.stats import bootstrap_mean, paired_difference, spearman, verdict  # noqa: E402
@@ -644,7 +644,7 @@ def figure(confirm: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(ROOT / "runs" / "fair"))
     p.add_argument("--phases", nargs="+", default=["controls", "tune", "confirm", "budgets"])
     p.add_argument("--tune-trials", type=int, default=12)

@@ -14,7 +14,6 @@ which seeds a reference happened to use). Writes docs/reference_noise.json and p
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import statistics
@@ -24,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fair_tune import FEASIBLE, STUDY  # noqa: E402
 
+from raysweep.cli import Parser  # noqa: E402
 from raysweep.config import Config, apply_overrides  # noqa: E402
 from raysweep.experiment import meets  # noqa: E402
 from raysweep.metrics import fid_tolerance  # noqa: E402
@@ -100,7 +100,7 @@ def measure(base_seed: int, n: int, w: int, store: str) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", default=str(ROOT / "runs" / "fair" / "store"))
     p.add_argument("--bases", type=int, nargs="+", default=[0, 1])
     p.add_argument("--seeds", type=int, default=20)

@@ -9,12 +9,12 @@ Every trial is appended to OUT/trials.jsonl as it finishes; a rerun skips finish
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from raysweep.bases import load_bases
+from raysweep.cli import Parser
 from raysweep.config import Config, apply_overrides
 from raysweep.datasets import digit_styles
 from raysweep.evaluate import DiffusionGenerator
@@ -128,7 +128,7 @@ def write_section(text: str, path: Path = ROOT / "docs" / "results.md") -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--target", default="style=inverted")
     p.add_argument("--out", default="runs/styles")

@@ -2,7 +2,7 @@
 each method's feasible setting from the fair comparison (docs/fair_tuning.csv: the same choice its confirmation
 uses), with the base model and retrain as controls.
 
-    python experiments/threat_model.py [--out runs/threat] [--methods dimum salun sa] [--smoke]
+    python experiments/threat_model.py [--out runs/threat] [--methods dimum salun sa ...] [--smoke]
 
 The attacker's knobs: learning rate (1e-5, 1e-4, 1e-3) × how many images it holds (50, 200, or the whole test split
 minus the class) × full finetuning or rank-4 LoRA × the seeds (3; each seed its own unlearned model, attack data
@@ -19,14 +19,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fair_comparison import CONTROL_EVAL_SEED, base_overrides, choices, committed_tuning, reached, read_noise  # noqa: E402
+from fair_comparison import (CONTROL_EVAL_SEED, METHODS, base_overrides, choices, committed_tuning,  # noqa: E402
+                             reached, read_noise)
 
 from raysweep.budget import recovery_auc  # noqa: E402
+from raysweep.cli import Parser  # noqa: E402
 from raysweep.stats import bootstrap_mean  # noqa: E402
 from raysweep.study import Log, ci, job, run_jobs, publish, run_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["dimum", "salun", "sa"]  # the methods the fair comparison found feasible
 LRS = (1e-5, 1e-4, 1e-3)
 SIZES = (50, 200, 0)  # images the attacker holds; 0 = all of the test split minus the class
 LORA = (0, 4)  # 0 = every weight; 4 = rank-4 LoRA adapters (raysweep/lora.py)
@@ -135,10 +136,11 @@ def feasible_settings(docs: Path, methods: list[str]) -> tuple[dict[str, dict], 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(ROOT / "runs" / "threat"))
     p.add_argument("--docs", default=str(ROOT / "docs"))
-    p.add_argument("--methods", nargs="+", default=METHODS)
+    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS,
+                   help="swept where the fair comparison found a feasible setting; the others are named as not swept")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--smoke", action="store_true", help="tiny models and steps: checks the study end to end")
     args = p.parse_args()

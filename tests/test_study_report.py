@@ -167,3 +167,16 @@ def test_the_threat_model_attacks_the_setting_the_comparison_chose(tmp_path):
     settings, infeasible = feasible_settings(tmp_path, ["dimum", "salun"])
     assert settings == {"dimum": {"unlearn.steps": 900, "unlearn.lr": 1e-4, "dimum.beta": 2.0,
                                   "dimum.alternative": "retain"}} and infeasible == ["salun"]
+
+
+def test_every_study_script_refuses_a_bad_argument_in_one_line(monkeypatch, capsys):
+    import importlib
+
+    import pytest
+
+    for name in ("fair_comparison", "threat_model", "reference_noise", "reproduce_styles"):
+        monkeypatch.setattr(sys, "argv", [f"{name}.py", "--bogus"])
+        with pytest.raises(SystemExit) as e:
+            importlib.import_module(name).main()
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and "unrecognized arguments: --bogus" in err[0], (name, err)
