@@ -285,7 +285,7 @@ def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | No
          f"({len(record)} rows, {sum(r.get('status') == 'error' for r in record)} failed"
          + (f"; {dropped} of them of settings no longer chosen, not reported below" if dropped else "")
          + ") — an upper bound on the work: it includes time the study was "
-         f"paused or shared the machine with other jobs.", ""]
+         "paused or shared the machine with other jobs.", ""]
     if any_row:
         L += [f"Evaluation of every number: sampler {any_row['sampler']}, {any_row['sampling_steps']} steps, guidance "
               f"{any_row['guidance_scale']} (diffusers convention); {any_row['n_samples_forget']} samples of the forgotten "
