@@ -698,8 +698,9 @@ def main() -> None:
     noise = read_noise(Path(args.docs) / "reference_noise.json")
     refs = precise_references(noise)
     recorded.update(tune_all(args))
-    for into, part in zip((tuned, best), choices(recorded, noise)):
-        into.update(part)
+    judged_rows, chosen = choices(recorded, noise)
+    tuned.update(judged_rows)
+    best.update(chosen)
     report()
     if "confirm" in args.phases:
         run_jobs(confirm_groups(best), root, log, args.workers, after_each=report)
