@@ -1,6 +1,9 @@
-"""Shared by the benchmarks: what machine ran them, and a best-of-n timer."""
+"""Shared by the benchmarks: what machine ran them, a best-of-n timer, and stdout kept for the result."""
+import contextlib
+import json
 import os
 import platform
+import sys
 import time
 
 import torch
@@ -24,3 +27,19 @@ def best_of(fn, repeats: int = 3) -> float:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
     return min(times)
+
+
+@contextlib.contextmanager
+def json_stdout():
+    """A benchmark's stdout is its one JSON object, but Ray Tune prints its status tables there. Inside, file
+    descriptor 1 is stderr (so whatever the process or its children print lands there); yields the function that
+    writes the result to the real stdout."""
+    sys.stdout.flush()
+    real = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield lambda obj: os.write(real, (json.dumps(obj) + "\n").encode())
+    finally:
+        sys.stdout.flush()
+        os.dup2(real, 1)
+        os.close(real)

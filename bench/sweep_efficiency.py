@@ -10,7 +10,6 @@ recovers; the shared arm's numbers must equal the first arm's exactly.
 Prints one JSON object; target: the same front at <= 0.5x the compute.
 """
 import argparse
-import json
 import math
 import os
 import shutil
@@ -22,7 +21,7 @@ import pyarrow.parquet as pq
 from ray import tune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import json_stdout, machine  # noqa: E402
 
 from raysweep.bases import load_bases  # noqa: E402
 from raysweep.controls import reference  # noqa: E402
@@ -81,22 +80,23 @@ def main() -> None:
     base_store = os.path.join(os.path.abspath(a.storage), "base-store")
     cfg = experiment("x", None, 0).trial_config({"unlearn.method": "dimum", "unlearn.steps": 10})
     reference(cfg, load_bases(cfg, base_store, False, "cpu"), resolve(cfg).target, base_store)
-    rows = {k: run(a.storage, base_store, k) for k in arms_run}
-    arms = {k: summary(v) for k, v in rows.items()}
-    full = set(map(tuple, arms["exhaustive"]["front"]))
-    key = lambda r: (r["unlearn.method"], r["unlearn.steps"])  # noqa: E731
-    others = [k for k in arms_run if k != "exhaustive"]
-    print(json.dumps({
-        "bench": "sweep_efficiency", "what": f"grid dimum/salun/ga x unlearning steps {STEPS}, attack to 400 steps; "
-        f"arms {arms_run} (trajectories shared: states every 50 x 2^k steps; ASHA {ASHA}); front = non-dominated "
-        f"(ar_dimra_max min, fid_judge min) over trials meeting {FEASIBLE}",
-        "machine": machine(), **arms,
-        "compute_ratio": {k: round(arms[k]["trial_seconds"] / arms["exhaustive"]["trial_seconds"], 3) for k in others},
-        "front_recovered": {k: round(len(set(map(tuple, arms[k]["front"])) & full) / max(1, len(full)), 3)
-                            if full else None for k in others},
-        **({"shared_results_identical": {key(r): (r["ar_dimra_max"], r["fid_judge"]) for r in rows["exhaustive"]}
-            == {key(r): (r["ar_dimra_max"], r["fid_judge"]) for r in rows["shared"]}} if "shared" in rows else {}),
-        "target": {"compute_ratio": 0.5, "front_recovered": 1.0}}))
+    with json_stdout() as emit:  # Tune's tables to stderr
+        rows = {k: run(a.storage, base_store, k) for k in arms_run}
+        arms = {k: summary(v) for k, v in rows.items()}
+        full = set(map(tuple, arms["exhaustive"]["front"]))
+        key = lambda r: (r["unlearn.method"], r["unlearn.steps"])  # noqa: E731
+        others = [k for k in arms_run if k != "exhaustive"]
+        emit({
+            "bench": "sweep_efficiency", "what": f"grid dimum/salun/ga x unlearning steps {STEPS}, attack to 400 steps; "
+            f"arms {arms_run} (trajectories shared: states every 50 x 2^k steps; ASHA {ASHA}); front = non-dominated "
+            f"(ar_dimra_max min, fid_judge min) over trials meeting {FEASIBLE}",
+            "machine": machine(), **arms,
+            "compute_ratio": {k: round(arms[k]["trial_seconds"] / arms["exhaustive"]["trial_seconds"], 3) for k in others},
+            "front_recovered": {k: round(len(set(map(tuple, arms[k]["front"])) & full) / max(1, len(full)), 3)
+                                if full else None for k in others},
+            **({"shared_results_identical": {key(r): (r["ar_dimra_max"], r["fid_judge"]) for r in rows["exhaustive"]}
+                == {key(r): (r["ar_dimra_max"], r["fid_judge"]) for r in rows["shared"]}} if "shared" in rows else {}),
+            "target": {"compute_ratio": 0.5, "front_recovered": 1.0}})
 
 
 if __name__ == "__main__":

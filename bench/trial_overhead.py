@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import json_stdout, machine  # noqa: E402
 
 from raysweep import store  # noqa: E402
 from raysweep.bases import load_bases  # noqa: E402
@@ -68,22 +68,23 @@ def main() -> None:
     os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="rsb", dir="/tmp"))
     exps = {f"W={w}": Experiment(name=f"overhead-w{w}", space={}, fixed=base(a.steps), search="grid", workers=w,
                                  cpus_per_trial=THREADS, objectives={"ar_mu": "min"}) for w in (0, 1, 2)}
-    try:
-        torch.set_num_threads(THREADS)
-        load_bases(exps["W=0"].trial_config({}), os.path.join(root, "seed", "store"))  # cached; not timed
-        rates = {"direct": [], "W=0": [], "W=1": [], "W=2": []}
-        for r in range(a.rounds):  # alternate, so machine noise hits all alike
-            rates["direct"].append(direct(exps["W=0"], fresh(root, f"direct-{r}")))
-            for k in ("W=0", "W=1", "W=2"):
-                rates[k].append(in_ray(exps[k], fresh(root, f"{k}-{r}")))
-        best = {k: round(max(v), 3) for k, v in rates.items()}
-        print(json.dumps({"bench": "trial_overhead", "what": f"dimum unlearning, digits preset UNet, batch 64, "
-                          f"{a.steps} steps, {THREADS} torch threads, best of {a.rounds} alternating rounds",
-                          "machine": machine(), "steps_per_s": best, "all": rates,
-                          "ratio": {k: round(best[k] / best["direct"], 3) for k in ("W=0", "W=1", "W=2")},
-                          "target": {"W=0": 0.95, "W=1": 0.95}}))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with json_stdout() as emit:  # Tune's tables to stderr
+        try:
+            torch.set_num_threads(THREADS)
+            load_bases(exps["W=0"].trial_config({}), os.path.join(root, "seed", "store"))  # cached; not timed
+            rates = {"direct": [], "W=0": [], "W=1": [], "W=2": []}
+            for r in range(a.rounds):  # alternate, so machine noise hits all alike
+                rates["direct"].append(direct(exps["W=0"], fresh(root, f"direct-{r}")))
+                for k in ("W=0", "W=1", "W=2"):
+                    rates[k].append(in_ray(exps[k], fresh(root, f"{k}-{r}")))
+            best = {k: round(max(v), 3) for k, v in rates.items()}
+            emit({"bench": "trial_overhead", "what": f"dimum unlearning, digits preset UNet, batch 64, "
+                  f"{a.steps} steps, {THREADS} torch threads, best of {a.rounds} alternating rounds",
+                  "machine": machine(), "steps_per_s": best, "all": rates,
+                  "ratio": {k: round(best[k] / best["direct"], 3) for k in ("W=0", "W=1", "W=2")},
+                  "target": {"W=0": 0.95, "W=1": 0.95}})
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -154,6 +154,19 @@ def test_a_bad_trial_config_is_refused_before_the_model_stack_loads():
     assert "torch" in imported and not imported & {"diffusers", "torchmetrics", "raysweep.diffusion"}
 
 
+def test_a_benchmark_prints_only_its_result_on_stdout():
+    """Ray Tune prints status tables to stdout; a benchmark's stdout must stay one JSON object a script can read."""
+    code = ("from common import json_stdout; import subprocess\n"
+            "with json_stdout() as emit:\n"
+            "    print('a status table', flush=True); subprocess.run(['echo', 'a child process'])\n"
+            "    emit({'ratio': 0.5})\n"
+            "print('after')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=PKG.parent / "bench")
+    assert res.returncode == 0 and res.stdout.splitlines() == ['{"ratio": 0.5}', "after"], (res.stdout, res.stderr)
+    assert "a status table" in res.stderr and "a child process" in res.stderr
+
+
 def test_every_benchmark_starts():
     """Benchmarks run by hand, rarely: their imports rot unless something loads them (``--help`` imports all)."""
     scripts = sorted(f for f in (PKG.parent / "bench").glob("*.py") if f.name != "common.py")
