@@ -52,8 +52,9 @@ def test_report_from_committed_tuning_rows(tmp_path):
 def test_no_verdict_below_the_designed_replicate_count():
     from fair_comparison import rule_line
 
-    # three identical replicates: a zero-width bootstrap interval, still no verdict
-    assert "**inconclusive (n = 3 < 5 so far)**" in rule_line("m", 0.0, 0.0, 0.0, 3, 0.1, "below")
+    # three identical replicates: a zero-width bootstrap interval, still no verdict; nor three that agree
+    assert "**inconclusive (n = 3 < 5)**" in rule_line("m", 0.0, 0.0, 0.0, 3, 0.1, "below")
+    assert "**inconclusive (n = 4 < 5)**" in rule_line("m", -0.06, -0.08, -0.04, 4, 0.0, "below")
     assert "**reproduced**" in rule_line("m", 0.0, 0.0, 0.02, 6, 0.1, "below")
     assert "**refuted**" in rule_line("m", 0.5, 0.3, 0.7, 6, 0.1, "below")
 
