@@ -46,7 +46,7 @@ BASES = {0: [0, 1, 2], 1: [3, 4, 5]}  # base/judge seed -> its unlearning/attack
 # in 2^n (one-sided sign test), and 2^-5 = 0.031 is the first below 0.05; three seeds agree 1 time in 8 whatever
 # the effect, so no interval over three can hold 95 %. The confirmation has 6 per claim, the budgets 5.
 MIN_SEEDS = 5
-BUDGET_SEEDS = [0, 1, 2, 3, 4]  # on base 0
+BUDGET_SEEDS = list(range(MIN_SEEDS))  # on base 0: the fewest that can decide claim 4
 LRS = (1e-4, 1e-3)
 ATTACK = (0, 250, 500, 1000, 2000)
 BUDGETS = (300, 1000, 3000)
@@ -73,6 +73,7 @@ def tune_all(args) -> dict[str, list[dict]]:
     from raysweep.tune import sweep
 
     out = {}
+    committed = committed_tuning(Path(args.docs))
     for method in METHODS:
         name = f"fair-tune-{method}"
         table = Path(args.out) / name / "results.parquet"
@@ -87,7 +88,7 @@ def tune_all(args) -> dict[str, list[dict]]:
             if done.get("interrupted"):  # the study stops with the sweep; a rerun resumes it
                 raise KeyboardInterrupt
             print(f"study: tuned {method} in {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
-        rows = pq.read_table(table).to_pylist() if table.exists() else committed_tuning(args).get(method, [])
+        rows = pq.read_table(table).to_pylist() if table.exists() else committed.get(method, [])
         if rows and not any(r["status"] == "interrupted" for r in rows):  # an interrupted sweep is not tuned yet
             out[method] = rows
     return out
@@ -108,11 +109,11 @@ def write_tuning_csv(tuned: dict[str, list[dict]], path: Path) -> None:
                  columns=cols).to_csv(path, index=False)
 
 
-def committed_tuning(args) -> dict[str, list[dict]]:
+def committed_tuning(docs: Path) -> dict[str, list[dict]]:
     """The tuning rows of docs/fair_tuning.csv by method (used when runs/ holds no tuning sweep of a method)."""
     import pandas as pd
 
-    path = Path(args.docs) / "fair_tuning.csv"
+    path = docs / "fair_tuning.csv"
     if not path.exists():
         return {}
     df = pd.read_csv(path, keep_default_na=True)
@@ -181,11 +182,10 @@ def precise_references(noise: dict | None) -> dict[int, dict]:
                              "seeds": len(b["eval_seeds"])} for b in (noise or {"bases": []})["bases"]}
 
 
-def choices(tuning_rows: dict[str, list[dict]], noise: dict | None) -> tuple[dict, dict]:
+def choices(tuning_rows: dict[str, list[dict]], refs: dict[int, dict]) -> tuple[dict, dict]:
     """Each method's tuning rows judged by base 0's precise reference (tuning runs on base 0), and its choice among
     them: the one rule by which the comparison and every study after it (experiments/threat_model.py) pick a
-    method's feasible setting."""
-    refs = precise_references(noise)
+    method's feasible setting. ``refs``: precise_references()."""
     tuned = {m: [judged(r, refs, 0) for r in rs] for m, rs in tuning_rows.items()}
     return tuned, {m: choose(rs, m) for m, rs in tuned.items()}
 
@@ -257,11 +257,10 @@ def reached(rs: list[dict], tau: float = TAU) -> str:
     return f"{len(hits)}/{len(rs)}" + (f" ({statistics.median(hits):g})" if hits else f" (> {budget:,})")
 
 
-def rule_line(name: str, mean: float, lo: float, hi: float, n: int, threshold: float, holds_when: str,
-              min_n: int = MIN_SEEDS) -> str:
+def rule_line(name: str, mean: float, lo: float, hi: float, n: int, threshold: float, holds_when: str) -> str:
     """A claim's line; with fewer than ``MIN_SEEDS`` seeds it is inconclusive whatever the interval: a percentile
     bootstrap over three values spans them, and three values on one side happen 1 time in 8 by chance."""
-    v = verdict(lo, hi, threshold, holds_when) if n >= min_n else f"inconclusive (n = {n} < {min_n})"
+    v = verdict(lo, hi, threshold, holds_when) if n >= MIN_SEEDS else f"inconclusive (n = {n} < {MIN_SEEDS})"
     side = f"within ±{threshold:g}" if holds_when == "within" else f"{holds_when} {threshold:g}"
     return f"{name}: {ci(mean, lo, hi)} (n = {n}; the claim holds when the interval lies {side}) → **{v}**"
 
@@ -702,7 +701,7 @@ def main() -> None:
     noise = read_noise(Path(args.docs) / "reference_noise.json")
     refs = precise_references(noise)
     recorded.update(tune_all(args))
-    judged_rows, chosen = choices(recorded, noise)
+    judged_rows, chosen = choices(recorded, refs)
     tuned.update(judged_rows)
     best.update(chosen)
     report()

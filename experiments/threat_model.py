@@ -14,13 +14,12 @@ docs/threat_model.jsonl); writes docs/threat_model.md and docs/threat_model.csv 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fair_comparison import (CONTROL_EVAL_SEED, METHODS, base_overrides, choices, committed_tuning,  # noqa: E402
-                             reached, read_noise)
+                             precise_references, reached, read_noise)
 
 from raysweep.budget import recovery_auc  # noqa: E402
 from raysweep.cli import Parser  # noqa: E402
@@ -129,8 +128,9 @@ def write_report(settings: dict[str, dict], rows: list[dict], infeasible: list[s
 def feasible_settings(docs: Path, methods: list[str]) -> tuple[dict[str, dict], list[str]]:
     """Each method's setting as the fair comparison chose it (its committed tuning rows judged by the precise
     references of docs/reference_noise.json), and the methods it found no feasible setting for."""
-    tuned = committed_tuning(argparse.Namespace(docs=docs))
-    _, best = choices({m: tuned.get(m, []) for m in methods}, read_noise(docs / "reference_noise.json"))
+    tuned = committed_tuning(docs)
+    refs = precise_references(read_noise(docs / "reference_noise.json"))
+    _, best = choices({m: tuned.get(m, []) for m in methods}, refs)
     settings = {m: b.setting for m, b in best.items() if b is not None and b.feasible}
     return settings, [m for m in methods if m not in settings]
 

@@ -9,6 +9,7 @@ runs (what a scheduler such as ASHA can stop trials on), not part of the final r
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 
@@ -100,8 +101,6 @@ FEASIBLE_RETAIN_DROP = 0.05  # kept: retain_acc at least the base's minus this
 def fid_tolerance(base_fids: list[float], retrain_fids: list[float] | None = None) -> tuple[float, float]:
     """δ's two parts (kept: FID ≤ the base's mean + δ): 2 std of the base's FID over the reference's evaluation seeds,
     and how far the retrained gold standard's mean FID lies above the base's (0 without one, or when below)."""
-    import statistics
-
     noise = 2 * statistics.stdev(base_fids) if len(base_fids) > 1 else 0.0
     gap = max(0.0, statistics.mean(retrain_fids) - statistics.mean(base_fids)) if retrain_fids else 0.0
     return noise, gap
