@@ -59,3 +59,11 @@ def test_fid_of_a_set_with_itself_is_zero_and_of_two_classes_is_not(digits, judg
     half = fid(ones[::2], ones[1::2], "judge", net)
     assert abs(same) < 1e-3
     assert other > 10 * max(half, 1e-3)  # two classes are far apart, two halves of one class are not
+
+
+def test_fid_tolerance_is_two_std_of_the_base_plus_the_retrained_models_excess():
+    from raysweep.metrics import fid_tolerance
+
+    assert fid_tolerance([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]) == (2.0, 3.0)  # std 1; retrain 5 - base 2
+    assert fid_tolerance([1.0, 2.0, 3.0], [0.0]) == (2.0, 0.0)  # a better retrained model widens nothing
+    assert fid_tolerance([1.0, 2.0, 3.0]) == (2.0, 0.0) and fid_tolerance([2.0], [4.0]) == (0.0, 2.0)
