@@ -169,10 +169,26 @@ def test_a_benchmark_prints_only_its_result_on_stdout():
 
 def test_every_benchmark_starts():
     """Benchmarks run by hand, rarely: their imports rot unless something loads them (``--help`` imports all)."""
-    scripts = sorted(f for f in (PKG.parent / "bench").glob("*.py") if f.name != "common.py")
+    helpers = ("common.py", "cpu_sampler.py")
+    scripts = sorted(f for f in (PKG.parent / "bench").glob("*.py") if f.name not in helpers)
     procs = {f.name: subprocess.Popen([sys.executable, str(f), "--help"], stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True) for f in scripts}
     for name, p in procs.items():
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0 and out.startswith("usage:"), f"bench/{name}: {err.strip()[-500:]}"
     assert len(procs) >= 8
+
+
+def test_the_cpu_sampler_sees_a_process_spin_on_one_core(monkeypatch):
+    """bench/cpu_sampler.py on a case whose answer is known: a child spinning for 3 s uses one core, flat out, and
+    those seconds are the busy ones."""
+    monkeypatch.syspath_prepend(str(PKG.parent / "bench"))
+    from cpu_sampler import CpuSampler
+
+    spin = "import time\nt = time.perf_counter()\nwhile time.perf_counter() - t < 3:\n    pass"
+    with CpuSampler(busy=("other",), every=0.25, busy_cores=0.8) as cpu:
+        subprocess.run([sys.executable, "-c", spin], check=True)
+    r = cpu.result
+    assert 2.7 <= r["cpu_s"]["other"] <= 3.8 and 2.0 <= r["busy_s"] <= 3.6, r
+    assert 0.85 <= r["busy_cores"]["other"] <= 1.15, r
+    assert r["busy_cores"].get("benchmark process", 0) < 0.2, r  # this process waited
