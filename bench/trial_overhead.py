@@ -65,9 +65,10 @@ def in_ray(exp: Experiment, storage: str) -> float:
     return rate(json.loads((trial / "result.json").read_text()))
 
 
-def measured(run, *args) -> tuple[float, dict]:
-    with CpuSampler(busy=TRIAL) as cpu:
-        steps_per_s = run(*args)
+def measured(run, exp: Experiment, storage: str) -> tuple[float, dict]:
+    """``run``'s steps/s, and where the CPU went; busy: the trial ran at 3/4 of its threads or more."""
+    with CpuSampler(busy=TRIAL, busy_cores=0.75 * exp.cpus_per_trial) as cpu:
+        steps_per_s = run(exp, storage)
     return steps_per_s, cpu.result
 
 
