@@ -91,7 +91,7 @@ def sample(busy: tuple[str, ...], every: float, busy_cores: float, bench: str) -
     in_busy: dict[str, float] = defaultdict(float)
     busy_s = faults = preempted = switches = 0
     labels: dict[str, str] = {}
-    t0, last, sw0, hot, pre0 = None, {}, 0, set(), {}
+    t0, last, sw0, pre0 = None, {}, 0, {}
     start = time.perf_counter()
     while True:
         now, ticks = time.perf_counter(), {}
@@ -100,25 +100,23 @@ def sample(busy: tuple[str, ...], every: float, busy_cores: float, bench: str) -
                 ticks[pid] = s
                 labels[pid] = _label(pid, bench)  # Ray renames a worker for each task or actor it runs
         sw = _switches()
-        pre = {pid: _preempted(pid) for pid in hot}  # the threads of what ran flat out in the last interval
-        if t0 is not None:
+        pre = {pid: _preempted(pid) for pid in ticks if labels[pid].startswith(busy)}  # a few processes
+        if t0 is None:
+            print("started", flush=True)
+        else:
             dt = now - t0
             delta = {pid: ((t - last.get(pid, (0, 0))[0]) / TICK, f - last.get(pid, (0, 0))[1])
                      for pid, (t, f) in ticks.items()}  # a process born in the interval counts from 0
             for pid, (d, _) in delta.items():
                 total[labels[pid]] += d
-            was_hot, hot = hot, {pid for pid, (d, _) in delta.items()
-                                 if d >= busy_cores * dt and labels[pid].startswith(busy)}
+            hot = [pid for pid in pre if delta[pid][0] >= busy_cores * dt]
             if hot:
                 busy_s += dt
                 faults += sum(delta[pid][1] for pid in hot)
                 switches += sw - sw0
-                preempted += sum(pre[pid] - pre0[pid] for pid in hot & was_hot if pid in pre and pid in pre0)
+                preempted += sum(pre[pid] - pre0.get(pid, 0) for pid in hot)
                 for pid, (d, _) in delta.items():
                     in_busy[labels[pid]] += d
-            pre = {pid: _preempted(pid) for pid in hot}
-        else:
-            print("started", flush=True)
         t0, last, sw0, pre0 = now, ticks, sw, pre
         if select.select([sys.stdin], [], [], every)[0]:
             break
