@@ -223,6 +223,30 @@ def ray_env():
 
 
 @pytest.fixture(scope="session")
+def smoke_store(tmp_path_factory):
+    """What the trials of the tests' smoke sweeps share (tiny judge, base, retrained model, utility reference), built
+    once per session and copied into a sweep's storage (``storage_with``): the sweep finds it there and starts no
+    task to build it (raysweep/shared.py). Every sweep on SMOKE's model, judge and evaluation settings has these
+    keys; ``smoke_sweep`` builds its own, as the main job does."""
+    from raysweep import shared
+    from raysweep.experiment import load
+
+    root = tmp_path_factory.mktemp("smoke-store") / "store"
+    exp = load(str(ROOT / "tests" / "data" / "survival_sweep.py"))
+    cfg = exp.trial_config({})
+    for what in shared.shared(cfg, list(exp.space)):
+        shared.make(what, cfg, str(root), "cpu", 2)
+    return root
+
+
+def storage_with(tmp_path: Path, smoke_store: Path) -> Path:
+    """A sweep storage directory under ``tmp_path`` that holds the session's smoke store."""
+    storage = tmp_path / "sweeps"
+    shutil.copytree(smoke_store, storage / "store")
+    return storage
+
+
+@pytest.fixture(scope="session")
 def smoke_sweep(tmp_path_factory, mlflow_server):
     """One real smoke sweep of experiments/steps_sweep.py (local Ray, MLflow server), shared by tests."""
     storage = tmp_path_factory.mktemp("sweeps")

@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from conftest import finish, start_cli, wait_for
+from conftest import finish, start_cli, storage_with, wait_for
 
 
 @pytest.mark.parametrize("sig, code, line", [(signal.SIGINT, 130, "error: interrupted (SIGINT)"),
@@ -32,7 +32,7 @@ def test_an_error_of_the_machine_is_one_line_and_exit_1(capsys):
     assert signal.getsignal(signal.SIGTERM) is before  # run in-process, it leaves the caller's handler
 
 
-def test_sigterm_stops_a_sweep_like_ctrl_c_and_says_how_to_resume(tmp_path, ray_env):
+def test_sigterm_stops_a_sweep_like_ctrl_c_and_says_how_to_resume(tmp_path, ray_env, smoke_store):
     """What a cluster scheduler or `kill` sends: the same graceful stop as Ctrl-C (tested with a resume in
     test_survival.py), reported with the shell's 143."""
     import json
@@ -41,9 +41,10 @@ def test_sigterm_stops_a_sweep_like_ctrl_c_and_says_how_to_resume(tmp_path, ray_
 
     from conftest import ROOT
 
-    sweep = tmp_path / "sweeps" / "term"
+    storage = storage_with(tmp_path, smoke_store)
+    sweep = storage / "term"
     proc = start_cli("raysweep.tune", str(ROOT / "tests" / "data" / "survival_sweep.py"), "--smoke",
-                     "--storage", str(tmp_path / "sweeps"), "--name", "term", "--num-samples", "1", "--json",
+                     "--storage", str(storage), "--name", "term", "--num-samples", "1", "--json",
                      env=ray_env)
     wait_for(lambda: any(sweep.glob("trials/*/config.json")), proc, timeout=300)
     proc.send_signal(signal.SIGTERM)

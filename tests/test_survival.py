@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import (_free_port, finish, kill_ray_under, run_cli, start_cli, start_mlflow, start_server, stop,
+                      storage_with,
                       wait_for)
 from raysweep import store
 from raysweep.experiment import load
@@ -23,26 +24,6 @@ from raysweep.trial import run_trial
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = str(ROOT / "tests" / "data" / "survival_sweep.py")
-
-
-@pytest.fixture(scope="module")
-def base_store(tmp_path_factory):
-    """What the trials of these sweeps share (tiny base, judge, retrained model, reference), built once and copied
-    into each test's storage: the sweeps find it there and start no task to build it (raysweep/shared.py)."""
-    from raysweep import shared
-
-    root = tmp_path_factory.mktemp("survival-base") / "store"
-    exp = load(EXP)
-    cfg = exp.trial_config({})
-    for what in shared.shared(cfg, list(exp.space)):
-        shared.make(what, cfg, str(root), "cpu", 2)
-    return root
-
-
-def storage_with_base(tmp_path: Path, base_store: Path) -> Path:
-    storage = tmp_path / "sweeps"
-    shutil.copytree(base_store, storage / "store")
-    return storage
 
 
 def trial_dirs(sweep: Path) -> list[Path]:
@@ -65,8 +46,8 @@ def _text(path: Path) -> str:
         return ""
 
 
-def test_killed_driver_then_resume_finishes_the_sweep(tmp_path, ray_env, base_store):
-    storage = storage_with_base(tmp_path, base_store)
+def test_killed_driver_then_resume_finishes_the_sweep(tmp_path, ray_env, smoke_store):
+    storage = storage_with(tmp_path, smoke_store)
     sweep = storage / "surv"
     # Tune saves its own state every second (by default: as its overhead allows, ~10 s), so that it has saved the
     # midway trial while that one still unlearns; a trial killed before Tune saved it is unknown to the resumed
@@ -129,8 +110,8 @@ def test_killed_driver_then_resume_finishes_the_sweep(tmp_path, ray_env, base_st
     assert pairs(t.values for t in done) == pairs((r["ar_dimra_max"], r["fid_judge"]) for r in rows)
 
 
-def test_ctrl_c_records_the_stopped_trial_and_resume_finishes_it(tmp_path, ray_env, base_store):
-    storage = storage_with_base(tmp_path, base_store)
+def test_ctrl_c_records_the_stopped_trial_and_resume_finishes_it(tmp_path, ray_env, smoke_store):
+    storage = storage_with(tmp_path, smoke_store)
     sweep = storage / "intr"
     proc = start_cli("raysweep.tune", EXP, "--storage", str(storage), "--name", "intr", "--num-samples", "2",
                      "--json", env=ray_env)
@@ -171,10 +152,10 @@ def test_ctrl_c_records_the_stopped_trial_and_resume_finishes_it(tmp_path, ray_e
     assert {r.info.status for r in runs} == {"FINISHED"} and {r.data.tags["status"] for r in runs} == {"ok"}
 
 
-def test_a_killed_data_parallel_worker_restarts_its_trial_from_the_last_checkpoint(tmp_path, ray_env, base_store):
+def test_a_killed_data_parallel_worker_restarts_its_trial_from_the_last_checkpoint(tmp_path, ray_env, smoke_store):
     """A trial on two Train workers (data-parallel): the rank that does not write dies mid-unlearning; the trial
     restarts on two fresh workers and continues from rank 0's last saved state to the uninterrupted result."""
-    storage = storage_with_base(tmp_path, base_store)
+    storage = storage_with(tmp_path, smoke_store)
     sweep = storage / "worker"
     proc = start_cli("raysweep.tune", EXP, "--storage", str(storage), "--name", "worker", "--num-samples", "1",
                      "--workers", "2", "--max-failures", "1", "--json", env=ray_env)
@@ -199,13 +180,13 @@ def test_a_killed_data_parallel_worker_restarts_its_trial_from_the_last_checkpoi
     assert result["unlearn_loss_curve"] == pytest.approx(clean["unlearn_loss_curve"], rel=1e-3)
 
 
-def test_mlflow_outage_loses_nothing(tmp_path, ray_env, base_store):
+def test_mlflow_outage_loses_nothing(tmp_path, ray_env, smoke_store):
     port = _free_port()
     db = tmp_path / "mlflow" / "mlflow.db"
     db.parent.mkdir()
     server = start_mlflow(db, port)
     uri = f"http://127.0.0.1:{port}"
-    storage = storage_with_base(tmp_path, base_store)
+    storage = storage_with(tmp_path, smoke_store)
     sweep = storage / "outage"
     try:
         env = {**ray_env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}  # fail fast while it is down
@@ -338,7 +319,7 @@ def test_a_two_node_cluster_runs_a_sweep_with_nothing_on_a_shared_disk(s3, tmp_p
     assert not (tmp_path / "local").exists() or not any((tmp_path / "local").rglob("*.parquet"))
 
 
-def test_a_node_dying_mid_trial_restarts_the_trial_on_another_node(tmp_path, ray_env, base_store, monkeypatch):
+def test_a_node_dying_mid_trial_restarts_the_trial_on_another_node(tmp_path, ray_env, smoke_store, monkeypatch):
     """Two worker nodes (the head holds no CPU): the node running the trial dies mid-unlearning; Tune restarts the
     trial on the other node, which continues from the last saved state (storage both nodes reach)."""
     from ray.cluster_utils import Cluster
@@ -347,7 +328,7 @@ def test_a_node_dying_mid_trial_restarts_the_trial_on_another_node(tmp_path, ray
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     nodes = [cluster.add_node(num_cpus=2) for _ in range(2)]
     cluster.wait_for_nodes()
-    storage = storage_with_base(tmp_path, base_store)
+    storage = storage_with(tmp_path, smoke_store)
     sweep = storage / "node"
     try:  # one machine: its disk is the nodes' shared storage (as a network filesystem would be)
         proc = start_cli("raysweep.tune", EXP, "--address", cluster.address, "--storage", str(storage), "--name",

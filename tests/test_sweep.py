@@ -11,7 +11,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import assert_one_line_error, in_process, run_cli
+from conftest import assert_one_line_error, in_process, run_cli, storage_with
 from raysweep import store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,8 +69,8 @@ def test_smoke_sweep_three_stores_agree(smoke_sweep, mlflow_server):
     assert pairs(t.values for t in done) == pairs((r["ar_dimra_max"], r["fid_judge"]) for r in rows)
 
 
-def test_every_outcome_is_recorded_and_the_sweep_goes_on(tmp_path, ray_env):
-    storage = tmp_path / "sweeps"
+def test_every_outcome_is_recorded_and_the_sweep_goes_on(tmp_path, ray_env, smoke_store):
+    storage = storage_with(tmp_path, smoke_store)
     res = run_cli("raysweep.tune", str(DATA / "outcomes_sweep.py"), "--smoke", "--storage", str(storage), "--json",
                   timeout=600, env=ray_env)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -86,12 +86,13 @@ def test_every_outcome_is_recorded_and_the_sweep_goes_on(tmp_path, ray_env):
     assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED", "FINISHED", "FINISHED"]
 
 
-def test_a_sweep_attacks_only_the_trials_that_can_still_be_feasible(tmp_path, ray_env):
-    storage = tmp_path / "sweeps"
+def test_a_sweep_attacks_only_the_trials_that_can_still_be_feasible(tmp_path, ray_env, smoke_store):
+    storage = storage_with(tmp_path, smoke_store)
     res = run_cli("raysweep.tune", str(DATA / "feasible_only_sweep.py"), "--storage", str(storage), "--report",
                   "--max-concurrent", "1", "--json", timeout=600, env=ray_env)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["shared_seconds"] == {}  # found in the session's smoke store: the same keys
     sweep = storage / "feasible_only"
     rows = {r["unlearn.steps"]: r for r in pq.read_table(sweep / "results.parquet").to_pylist()}
     assert set(rows) == {2, 8}, "the sampler drew one value twice: pick another Experiment.seed"
@@ -172,14 +173,15 @@ def test_cluster_yaml_passes_rays_schema():
         jsonschema.validate(broken, schema)
 
 
-def test_asha_pruned_trials_are_recorded_as_pruned(tmp_path, ray_env):
-    storage = tmp_path / "sweeps"
+def test_asha_pruned_trials_are_recorded_as_pruned(tmp_path, ray_env, smoke_store):
+    storage = storage_with(tmp_path, smoke_store)
     res = run_cli("raysweep.tune", str(DATA / "pruned_sweep.py"), "--smoke", "--storage", str(storage),
                   "--max-concurrent", "1", "--json", timeout=600, env=ray_env)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = {r["unlearn.steps"]: r for r in pq.read_table(storage / "pruned-smoke" / "results.parquet").to_pylist()}
     assert rows[5]["status"] == "ok" and rows[20]["status"] == "pruned"
-    assert json.loads(res.stdout.strip().splitlines()[-1])["pruned"] == 1
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["pruned"] == 1 and summary["shared_seconds"] == {}  # found in the session's smoke store
     client = MlflowClient(f"sqlite:///{storage / 'pruned-smoke' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("pruned-smoke").experiment_id])
     assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
