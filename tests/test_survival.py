@@ -256,10 +256,15 @@ def test_s3_checkpoint_round_trip_is_bit_identical(s3, tmp_path):
         assert f.read() == (tmp_path / "ck.parquet").read_bytes()
 
 
-def test_sweep_on_s3_storage(s3, tmp_path, ray_env):
+def test_sweep_on_s3_storage(s3, tmp_path, ray_env, smoke_store):
+    import pyarrow.fs as pafs
+
+    fs, path = store.resolve("s3://raysweep/sweeps/store")  # the session's smoke store, uploaded (built on S3 below)
+    pafs.copy_files(str(smoke_store), path, destination_filesystem=fs)
     res = run_cli("raysweep.tune", EXP, "--storage", "s3://raysweep/sweeps", "--name", "ons3", "--num-samples", "1",
                   "--smoke", "--json", timeout=600, env={**ray_env, **s3}, cwd=str(tmp_path))
     assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1])["shared_seconds"] == {}  # found on S3: nothing built
     fs, path = store.resolve("s3://raysweep/sweeps/ons3/results.parquet")
     with fs.open_input_file(path) as f:
         (row,) = pq.read_table(f).to_pylist()
@@ -278,8 +283,8 @@ def test_sweep_on_s3_storage(s3, tmp_path, ray_env):
 
 def test_a_two_node_cluster_runs_a_sweep_with_nothing_on_a_shared_disk(s3, tmp_path, ray_env, monkeypatch):
     """Two Ray nodes on this machine (ray.cluster_utils.Cluster), each with room for one trial, storage on the
-    S3-protocol server: trials run on both nodes and everything lands in the object store; local storage is
-    refused up front. One CPU per node and per trial: the two nodes share this machine's two cores (two trials of
+    S3-protocol server: what the trials share is built into the object store, trials run on both nodes and
+    everything lands there; local storage is refused up front. One CPU per node and per trial: the two nodes share this machine's two cores (two trials of
     two threads each would oversubscribe them)."""
     from ray.cluster_utils import Cluster
 
@@ -297,6 +302,7 @@ def test_a_two_node_cluster_runs_a_sweep_with_nothing_on_a_shared_disk(s3, tmp_p
         res = run_cli("raysweep.tune", *args, "--storage", "s3://raysweep/multi", "--max-concurrent", "2",
                       timeout=600, cwd=str(tmp_path))
         assert res.returncode == 0, res.stderr[-3000:]
+        assert {"judge", "base"} <= set(json.loads(res.stdout.strip().splitlines()[-1])["shared_seconds"])
     finally:
         cluster.shutdown()
     fs, path = store.resolve("s3://raysweep/multi/multi/results.parquet")
