@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, machine  # noqa: E402
+from common import best_of, digits_unet, machine  # noqa: E402
 
-from raysweep.config import Model, Schedule  # noqa: E402
-from raysweep.diffusion import make_unet, sample  # noqa: E402
+from raysweep.config import Schedule  # noqa: E402
+from raysweep.diffusion import sample  # noqa: E402
 
 
 def main() -> None:
@@ -24,9 +24,7 @@ def main() -> None:
     p.add_argument("--preset", default="digits")
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(0)
-    model = make_unet(Model(preset=a.preset), "digits", 1, 8, 10).to(device).eval()
+    device, model = digits_unet(a.preset)
     rows = []
     for n in a.sizes:
         noise = torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(n)).to(device)

@@ -15,6 +15,17 @@ def machine() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def digits_unet(preset: str = "digits"):
+    """The device and a freshly initialised (seed 0) class-conditional UNet for 8x8 digits, in eval mode: what the
+    sampling benchmarks time (the weights do not change how long sampling takes)."""
+    from raysweep.config import Model
+    from raysweep.diffusion import make_unet
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    return device, make_unet(Model(preset=preset), "digits", 1, 8, 10).to(device).eval()
+
+
 def best_of(fn, repeats: int = 3) -> float:
     """Minimum wall time of ``repeats`` calls (the least-disturbed run)."""
     times = []

@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import json_stdout, machine  # noqa: E402
+from common import digits_unet, json_stdout, machine  # noqa: E402
 
-from raysweep.config import Eval, Model, Schedule  # noqa: E402
-from raysweep.diffusion import make_unet, sample  # noqa: E402
+from raysweep.config import Eval, Schedule  # noqa: E402
+from raysweep.diffusion import sample  # noqa: E402
 
 
 def main() -> None:
@@ -26,9 +26,7 @@ def main() -> None:
     p.add_argument("--preset", default="digits")
     p.add_argument("--rounds", type=int, default=2)
     a = p.parse_args()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(0)
-    model = make_unet(Model(preset=a.preset), "digits", 1, 8, 10).to(device).eval()
+    device, model = digits_unet(a.preset)
     noise = torch.randn(a.n, 1, 8, 8, generator=torch.Generator().manual_seed(0)).to(device)
     labels = (torch.arange(a.n) % 10).to(device)
 
