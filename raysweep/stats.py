@@ -9,7 +9,7 @@ import math
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import binomtest, permutation_test, spearmanr
+from scipy.stats import binomtest, permutation_test, rankdata
 
 
 def wilson(k: float, n: int) -> tuple[float, float]:
@@ -70,7 +70,15 @@ def spearman(x: Sequence[float], y: Sequence[float], exact_max_n: int = 8, resam
     if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return math.nan, math.nan, "undefined"
     exact = n <= exact_max_n
-    res = permutation_test((x,), lambda a: spearmanr(a, y).statistic, permutation_type="pairings",
+    # rho is Pearson's r of the ranks, and ranking commutes with re-pairing: rank once, then every permutation is one
+    # vectorized correlation (scipy calling spearmanr per permutation spent 10 s on 20,000 of them)
+    ry = rankdata(y) - (n + 1) / 2
+
+    def rho(rx: np.ndarray, axis: int = -1) -> np.ndarray:
+        rx = np.moveaxis(rx, axis, -1) - (n + 1) / 2  # the mean rank, with ties averaged too
+        return (rx * ry).sum(-1) / np.sqrt((rx * rx).sum(-1) * (ry * ry).sum())
+
+    res = permutation_test((rankdata(x),), rho, permutation_type="pairings", vectorized=True,
                            n_resamples=np.inf if exact else resamples, rng=np.random.default_rng(seed))
     how = f"exact over {math.factorial(n)} permutations" if exact else f"{resamples} random permutations"
     return float(res.statistic), float(res.pvalue), how

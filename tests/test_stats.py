@@ -45,6 +45,21 @@ def test_exact_spearman_p_at_n3_is_one_third_not_zero():
     assert math.isnan(spearman([1, 2, 3], [5, 5, 5])[0])
 
 
+@pytest.mark.parametrize("n", [7, 12])  # exact, and random permutations
+def test_spearman_permutation_p_is_scipys_spearmanr_per_permutation(n):
+    """The vectorized statistic (Pearson's r of ranks) gives scipy's own answer, ties included."""
+    import numpy as np
+    from scipy.stats import permutation_test, spearmanr
+
+    rng = np.random.default_rng(n)
+    x = np.round(rng.normal(size=n))  # ties in both
+    y = np.round(2 * (x + rng.normal(size=n))) / 2
+    rho, p, _ = spearman(x, y, resamples=2_000)
+    ref = permutation_test((x,), lambda a: spearmanr(a, y).statistic, permutation_type="pairings",
+                           n_resamples=np.inf if n <= 8 else 2_000, rng=np.random.default_rng(0))
+    assert rho == pytest.approx(ref.statistic, abs=1e-12) and p == ref.pvalue
+
+
 def test_verdict_needs_the_whole_interval_on_one_side():
     assert verdict(0.02, 0.08, 0.1, "below") == "reproduced"
     assert verdict(0.12, 0.3, 0.1, "below") == "refuted"
