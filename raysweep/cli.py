@@ -51,8 +51,10 @@ def device_from(name: str) -> str:
     return name
 
 
-class Terminated(Exception):
-    """SIGTERM, turned into an exception so a command ends like it does on Ctrl-C."""
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so a command ends like it does on Ctrl-C. A BaseException, as
+    KeyboardInterrupt is: a library's ``except Exception`` (a fallback, a logging handler) must not swallow it and
+    let the command run on."""
 
 
 def _on_term(signum, frame):

@@ -131,8 +131,12 @@ def output(proc: subprocess.Popen) -> tuple[str, str]:
 
 
 def finish(proc: subprocess.Popen, timeout=600) -> tuple[str, str]:
-    """Wait for a ``start_cli`` process; (stdout, stderr)."""
-    proc.wait(timeout=timeout)
+    """Wait for a ``start_cli`` process; (stdout, stderr). One still running at ``timeout`` fails the test with what
+    it printed (the one place that says where it was)."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"still running after {timeout} s; it printed: {output(proc)[1][-3000:]}") from None
     return output(proc)
 
 

@@ -76,3 +76,24 @@ def test_a_signal_landing_inside_an_extension_import_is_still_one_line(capsys):
 
     with pytest.raises(SystemError):  # no signal behind it: not turned into a stop
         cli.run(broken, as_json=True)
+
+
+def test_a_sigterm_landing_in_a_librarys_except_exception_still_stops_the_command(capsys):
+    """Libraries catch Exception around optional work (a fallback, a logging handler): SIGTERM arriving there
+    must end the command as anywhere else, not be swallowed while the command runs on."""
+    import os
+
+    from raysweep import cli
+
+    def optional_work_then_more():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode, inside the try
+            for _ in range(1000):
+                pass
+        except Exception:  # what a library's fallback does
+            pass
+        return {"ran on": True}
+
+    with pytest.raises(SystemExit) as e:
+        cli.run(optional_work_then_more, as_json=True)
+    assert e.value.code == 143 and capsys.readouterr() == ("", "error: terminated (SIGTERM)\n")
