@@ -1,5 +1,6 @@
 """Ctrl-C, SIGTERM and errors of the machine end a command with one line and the shell's codes (130, 143, 1),
 never a traceback."""
+import os
 import signal
 
 import pytest
@@ -81,8 +82,6 @@ def test_a_signal_landing_inside_an_extension_import_is_still_one_line(capsys):
 def test_a_sigterm_landing_in_a_librarys_except_exception_still_stops_the_command(capsys):
     """Libraries catch Exception around optional work (a fallback, a logging handler): SIGTERM arriving there
     must end the command as anywhere else, not be swallowed while the command runs on."""
-    import os
-
     from raysweep import cli
 
     def optional_work_then_more():
