@@ -23,6 +23,7 @@ import socket
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from . import parallel, store, tracking
 from . import commands
@@ -363,6 +364,10 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
         n = 1  # every grid point once
     if resume and not tune.Tuner.can_restore(sweep_dir):
         raise RaysweepError(f"--resume: there is no sweep {name!r} under {ray_storage} to resume")
+    artifacts = os.path.join(local_dir, "mlartifacts")
+    # MLflow's first connection to a new SQLite store migrates its schema (~3 s here): done while a new local Ray
+    # runtime starts; with a cluster, only once the cluster has accepted the storage (the check below)
+    early = ThreadPoolExecutor(1).submit(tracking.experiment_id, mlflow_uri, name, artifacts) if not address else None
     connect(address)
     try:
         nodes = sum(n.get("Alive", False) for n in ray.nodes())
@@ -373,7 +378,7 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
                 "on every node; set RAYSWEEP_SHARED_STORAGE=1 if raysweep does not recognise yours)")
         cpus = ray.cluster_resources().get("CPU", 1)
         concurrent = max_concurrent or max(1, int(cpus // exp.cpus_per_trial))
-        exp_id = tracking.experiment_id(mlflow_uri, name, os.path.join(local_dir, "mlartifacts"))
+        exp_id = early.result() if early else tracking.experiment_id(mlflow_uri, name, artifacts)
         setup = Setup(exp, smoke, sweep_dir, store.join(ray_storage, "store"), ray_storage, mlflow_uri, exp_id,
                       device)
         optuna_uri = f"sqlite:///{os.path.join(local_dir, 'optuna.db')}" if exp.search == "optuna" else None
