@@ -2,11 +2,11 @@
 the benchmark's process would take the GIL from the very loop it measures).
 
 Each process's CPU seconds, grouped by what the process is (Ray names its actor and task processes
-``ray::<Class>.<method>``), over the whole block; and over the block's busy seconds (those in which a process of a
-kind named in ``busy`` ran flat out: the trial's steady state, without its startup or the builds before it) the
-cores each kind used, how often the busy process's threads were preempted, and the machine's context switches
-(every wake-up of any process is one). One stat file per process per ``every`` seconds: cheap enough not to be the
-overhead it measures.
+``ray::<Class>.<method>``; a process the benchmark started itself is its child; anything else is "other"), over the
+whole block; and over the block's busy seconds (those in which a process of a kind named in ``busy`` ran flat out: the
+trial's steady state, without its startup or the builds before it) the cores each kind used, how often the busy
+process's threads were preempted, and the machine's context switches (every wake-up of any process is one). One stat
+file per process per ``every`` seconds: cheap enough not to be the overhead it measures.
 """
 import json
 import os
@@ -81,7 +81,15 @@ def _label(pid: str, bench: str) -> str:
         return "?"
     if cmd.startswith("ray::"):
         return cmd.split()[0]
-    return next((name for name in RAY_DAEMONS if name in cmd), "other")
+    daemon = next((name for name in RAY_DAEMONS if name in cmd), None)
+    if daemon:
+        return daemon
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            parent = f.read().rsplit(")", 1)[1].split()[1]
+    except OSError:
+        return "?"
+    return "benchmark's child" if parent == bench else "other"  # "other": whatever else this machine runs
 
 
 def sample(busy: tuple[str, ...], every: float, busy_cores: float, bench: str) -> dict:
