@@ -40,14 +40,14 @@ class CpuSampler:
         self.result = json.loads(out)
 
 
-def _stat(pid: str) -> tuple[int, int] | None:
-    """(CPU ticks, minor page faults) of a process so far."""
+def _stat(pid: str) -> tuple[int, int, str] | None:
+    """(CPU ticks, minor page faults) of a process so far, and its parent's pid."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return int(fields[11]) + int(fields[12]), int(fields[7])  # utime + stime, minflt
+    return int(fields[11]) + int(fields[12]), int(fields[7]), fields[1]  # utime + stime, minflt, ppid
 
 
 def _preempted(pid: str) -> int:
@@ -71,7 +71,7 @@ def _switches() -> int:
         return int(next(line for line in f if line.startswith("ctxt")).split()[1])
 
 
-def _label(pid: str, bench: str) -> str:
+def _label(pid: str, bench: str, parent: str) -> str:
     if pid == bench:
         return "benchmark process"
     try:
@@ -82,14 +82,7 @@ def _label(pid: str, bench: str) -> str:
     if cmd.startswith("ray::"):
         return cmd.split()[0]
     daemon = next((name for name in RAY_DAEMONS if name in cmd), None)
-    if daemon:
-        return daemon
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            parent = f.read().rsplit(")", 1)[1].split()[1]
-    except OSError:
-        return "?"
-    return "benchmark's child" if parent == bench else "other"  # "other": whatever else this machine runs
+    return daemon or ("benchmark's child" if parent == bench else "other")  # "other": whatever else runs here
 
 
 def sample(busy: tuple[str, ...], every: float, busy_cores: float, bench: str) -> dict:
@@ -105,8 +98,8 @@ def sample(busy: tuple[str, ...], every: float, busy_cores: float, bench: str) -
         now, ticks = time.perf_counter(), {}
         for pid in os.listdir("/proc"):
             if pid.isdigit() and pid != me and (s := _stat(pid)) is not None:
-                ticks[pid] = s
-                labels[pid] = _label(pid, bench)  # Ray renames a worker for each task or actor it runs
+                ticks[pid] = s[:2]
+                labels[pid] = _label(pid, bench, s[2])  # Ray renames a worker for each task or actor it runs
         sw = _switches()
         pre = {pid: _preempted(pid) for pid in ticks if labels[pid].startswith(busy)}  # a few processes
         if t0 is None:
