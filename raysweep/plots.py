@@ -16,17 +16,25 @@ from . import store  # noqa: E402
 
 
 def grid_png(path: str, rows: dict[str, torch.Tensor], title: str = "") -> None:
-    """One row of images per entry; images in [-1, 1], NCHW."""
+    """One row of images per entry, its name on the left; images in [-1, 1], NCHW. The rows are tiled into one
+    picture (torchvision's make_grid, white gaps and white where a row is short) drawn on one axes: an axes per
+    image cost ~1.5 s per trial for a 4 x 12 grid."""
+    from torchvision.utils import make_grid
+
     n = max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.6 + 1.5, len(rows) * 0.7 + 0.4), squeeze=False)
-    for r, (name, images) in enumerate(rows.items()):
-        for c in range(n):
-            ax = axes[r][c]
-            ax.axis("off")
-            if c < len(images):
-                img = ((images[c] + 1) / 2).clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy()
-                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
-        axes[r][0].text(-0.3, 0.5, name, transform=axes[r][0].transAxes, ha="right", va="center", fontsize=7)
+    first = next(iter(rows.values()))
+    blank = torch.ones(first.shape[1:])
+    cells = [((images[c] + 1) / 2).clamp(0, 1) if c < len(images) else blank
+             for images in rows.values() for c in range(n)]
+    pad, h = 2, first.shape[-2]
+    mosaic = make_grid(torch.stack(cells), nrow=n, padding=pad, pad_value=1.0)  # 3 channels, grey repeated
+    fig, ax = plt.subplots(figsize=(n * 0.6 + 1.5, len(rows) * 0.7 + 0.4))
+    ax.imshow(mosaic.permute(1, 2, 0).numpy(), vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([pad + r * (h + pad) + h / 2 for r in range(len(rows))], list(rows), fontsize=7)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     fig.suptitle(title, fontsize=8)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

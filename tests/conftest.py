@@ -38,7 +38,7 @@ def tiny_config(**overrides) -> Config:
 
     cfg = Config()
     apply_overrides(cfg, {"model.preset": "tiny", "pretrain.steps": 40, "judge.epochs": 3, "eval.steps": 4,
-                          "eval.n_forget": 20, "eval.n_per_class": 10, **overrides})
+                          "eval.n_forget": 20, "eval.n_per_class": 10, "unlearn.probes": 10, **overrides})
     return resolve(cfg).cfg
 
 

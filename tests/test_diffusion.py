@@ -52,3 +52,19 @@ def test_label_dropout_uses_the_null_class():
     labels = seen[0]
     assert torch.isfinite(value) and set(labels.tolist()) == {3, 10}
     assert 60 < int((labels == 10).sum()) < 140
+
+
+def test_our_unet_computes_what_diffusers_unet_computes_and_follows_its_weights_dtype():
+    from diffusers import UNet2DModel
+
+    ours = _unet()
+    theirs = UNet2DModel.from_config(ours.config).eval()
+    theirs.load_state_dict(ours.state_dict())
+    x, t, y = torch.randn(3, 1, 8, 8), torch.tensor([5, 500, 999]), torch.tensor([1, 2, 10])
+    with torch.no_grad():
+        assert torch.equal(ours(x, t, class_labels=y).sample, theirs(x, t, class_labels=y).sample)
+    assert ours.dtype == theirs.dtype == torch.float32
+    ours.to(torch.float64), theirs.to(torch.float64)
+    assert ours.dtype == theirs.dtype == torch.float64
+    with torch.no_grad():  # the embeddings are cast to the read dtype: a stale one would fail here
+        assert ours(x.double(), t, class_labels=y).sample.dtype == torch.float64
