@@ -19,6 +19,9 @@ class RaysweepError(Exception):
     """A problem the user can fix; CLIs print it as one line and exit non-zero."""
 
 
+MIN_PROBE_READS = 10  # convergence needs this many probe reads (raysweep.evaluate.convergence)
+
+
 class ConfigError(RaysweepError, ValueError):
     pass
 

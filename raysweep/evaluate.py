@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from .config import Eval, RaysweepError, Schedule
+from .config import MIN_PROBE_READS, Eval, RaysweepError, Schedule
 from .data import Dataset
 from .diffusion import sample
 from .judge import JudgeFeatures, predict
@@ -155,10 +155,10 @@ def convergence(values: list[float]) -> tuple[float, float]:
     convergence = |mean over the last 20 % of the reads - mean over the 20 % before| / |mean of both|: ~0 when
     the objective has stopped moving, large when still moving or diverging. The floor is 2 standard errors of
     that difference from the reads' own jitter (the weights still wander under minibatch noise): a convergence
-    below its floor is indistinguishable from converged. (nan, nan) with fewer than 10 reads.
+    below its floor is indistinguishable from converged. (nan, nan) with fewer than ``MIN_PROBE_READS`` (10) reads.
     """
     n = len(values)
-    if n < 10:
+    if n < MIN_PROBE_READS:
         return math.nan, math.nan
     a, b = values[int(0.6 * n):int(0.8 * n)], values[int(0.8 * n):]
     ma, mb = sum(a) / len(a), sum(b) / len(b)

@@ -11,17 +11,17 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Config, ConfigError, RaysweepError, apply_overrides, get_path
+from .config import MIN_PROBE_READS, Config, ConfigError, RaysweepError, apply_overrides, get_path
 from .metrics import METRICS
 from .metrics import check as check_metric
 
 SEARCHES = ("optuna", "grid", "random")
 
 # What --smoke does to every trial: a tiny model and a few steps, to check a sweep end to end in minutes.
-# (unlearn.probes 10: the convergence reads every step up to step 20 instead of 100, the fewest it accepts.)
+# (unlearn.probes: the fewest reads convergence accepts, so the probe reads every step up to 20, not 100.)
 SMOKE = {"model.preset": "tiny", "pretrain.steps": 60, "judge.epochs": 10, "eval.steps": 5, "eval.n_forget": 40,
          "eval.n_per_class": 10, "attack.steps": (0, 10, 20), "attack.control": False, "unlearn.check_n": 20,
-         "unlearn.probes": 10, "sa.replay_per_class": 4, "sa.fisher_per_class": 1, "esd.sample_steps": 10,
+         "unlearn.probes": MIN_PROBE_READS, "sa.replay_per_class": 4, "sa.fisher_per_class": 1, "esd.sample_steps": 10,
          "dimum.generated_per_class": 4, "attack.generated_per_class": 4, "eval.reference_seeds": 2}
 SMOKE_MAX_UNLEARN_STEPS = 20
 SMOKE_MAX_SAMPLES = 4

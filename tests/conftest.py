@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from raysweep.config import Config, Judge
+from raysweep.config import MIN_PROBE_READS, Config, Judge
 from raysweep.datasets import load_dataset
 from raysweep.judge import train_judge
 from raysweep.resolve import resolve
@@ -38,7 +38,7 @@ def tiny_config(**overrides) -> Config:
 
     cfg = Config()
     apply_overrides(cfg, {"model.preset": "tiny", "pretrain.steps": 40, "judge.epochs": 3, "eval.steps": 4,
-                          "eval.n_forget": 20, "eval.n_per_class": 10, "unlearn.probes": 10, **overrides})
+                          "eval.n_forget": 20, "eval.n_per_class": 10, "unlearn.probes": MIN_PROBE_READS, **overrides})
     return resolve(cfg).cfg
 
 
