@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import signal
 import sys
 from typing import Callable
 
+from . import stop
 from .config import Config, RaysweepError, apply_overrides
+from .stop import Terminated
 
 
 class Parser(argparse.ArgumentParser):
@@ -51,22 +52,12 @@ def device_from(name: str) -> str:
     return name
 
 
-class Terminated(BaseException):
-    """SIGTERM, turned into an exception so a command ends like it does on Ctrl-C. A BaseException, as
-    KeyboardInterrupt is: a library's ``except Exception`` (a fallback, a logging handler) must not swallow it and
-    let the command run on."""
-
-
-def _on_term(signum, frame):
-    raise Terminated()
-
-
 def run(main: Callable[[], dict | None], as_json: bool) -> dict | None:
     """Run a command; a user error is one line on stderr and exit 2, an error of the machine (OSError) one line
     and exit 1; Ctrl-C exits 130 and SIGTERM 143."""
-    previous = signal.signal(signal.SIGTERM, _on_term)
     try:
-        out = main()
+        with stop.handled():
+            out = main()
     except RaysweepError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -74,14 +65,12 @@ def run(main: Callable[[], dict | None], as_json: bool) -> dict | None:
         print(f"error: {e}".splitlines()[0], file=sys.stderr)
         raise SystemExit(1) from None
     except (KeyboardInterrupt, Terminated, SystemError) as e:
-        stop = _stop_in(e)
-        if stop is None:
+        asked = _stop_in(e)
+        if asked is None:
             raise
-        print("error: interrupted (SIGINT)" if isinstance(stop, KeyboardInterrupt) else "error: terminated (SIGTERM)",
+        print("error: interrupted (SIGINT)" if isinstance(asked, KeyboardInterrupt) else "error: terminated (SIGTERM)",
               file=sys.stderr)
-        raise SystemExit(130 if isinstance(stop, KeyboardInterrupt) else 143) from None
-    finally:  # a command run in-process (tests, a notebook) leaves the caller's handler as it found it
-        signal.signal(signal.SIGTERM, previous)
+        raise SystemExit(130 if isinstance(asked, KeyboardInterrupt) else 143) from None
     if as_json and out is not None:
         print(json.dumps(plain(out), allow_nan=False))
     return out

@@ -17,7 +17,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from . import parallel
+from . import parallel, stop
 
 Callback = Callable[[int, torch.nn.Module], bool | None]  # return True to stop early
 
@@ -112,6 +112,7 @@ def optimize(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator
                mininterval=2.0, leave=False)
     with parallel.split_forwards(model):
         for step in range(first, steps + 1):
+            stop.check()  # a Ctrl-C or SIGTERM swallowed by a finalizer since the last step
             batches = {k: tuple(t.to(device, non_blocking=True) for t in next(it)) for k, it in streams.items()}
             with autocast:
                 out = loss(model, batches, step)

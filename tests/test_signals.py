@@ -96,3 +96,38 @@ def test_a_sigterm_landing_in_a_librarys_except_exception_still_stops_the_comman
     with pytest.raises(SystemExit) as e:
         cli.run(optional_work_then_more, as_json=True)
     assert e.value.code == 143 and capsys.readouterr() == ("", "error: terminated (SIGTERM)\n")
+
+
+def test_a_stop_swallowed_by_a_finalizer_still_ends_the_command_at_the_next_step(capsys, monkeypatch):
+    """A signal whose exception is raised inside a ``__del__`` is printed as ignored and dropped by Python; the
+    finetune loop still stops at its next step, and the command ends with its one line, no traceback."""
+    import sys
+
+    import torch
+
+    from raysweep import cli
+    from raysweep.loop import optimize
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # Python's printing hook, not pytest's
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode: inside this __del__
+            for _ in range(1000):
+                pass
+
+    steps = []
+
+    def train():
+        Finalized()  # collected at once: the stop lands in its finalizer and is swallowed there
+        model = torch.nn.Linear(2, 1)
+        stream = iter(lambda: (torch.ones(4, 2), torch.zeros(4)), None)
+        optimize(model, lambda m, b, step: steps.append(step) or m(b["x"][0]).square().mean(), {"x": stream}, 5,
+                 lr=1e-3)
+        return {"ran on": True}
+
+    with pytest.raises(SystemExit) as e:
+        cli.run(train, as_json=True)
+    assert e.value.code == 143 and capsys.readouterr() == ("", "error: terminated (SIGTERM)\n")
+    assert steps == []  # stopped before the first step, not after the fifth
+    assert cli.run(lambda: {"after": 1}, as_json=False) == {"after": 1}  # the stop ended with its command
