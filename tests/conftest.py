@@ -68,7 +68,10 @@ def in_process(main, argv: list[str], capsys) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(argv, e.value.code, *capsys.readouterr())
 
 
-def wait_for(predicate, proc, timeout=300):
+def wait_for(predicate, proc, timeout=600):
+    """Poll until ``predicate()``; the process exiting first, or ``timeout`` seconds, fails the test with what it
+    printed. The default is about 5x what the slowest wait takes on an idle 2-core machine: a loaded or slower machine
+    only makes a failure take longer to report, never a pass out of a wrong result."""
     deadline = time.time() + timeout
     while not predicate():
         if proc.poll() is not None:
