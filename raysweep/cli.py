@@ -9,7 +9,6 @@ from typing import Callable
 
 from . import stop
 from .config import Config, RaysweepError, apply_overrides
-from .stop import Terminated
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,7 +63,7 @@ def run(main: Callable[[], dict | None], as_json: bool) -> dict | None:
     except OSError as e:  # the machine, not the program: a full disk, a vanished mount, a refused connection
         print(f"error: {e}".splitlines()[0], file=sys.stderr)
         raise SystemExit(1) from None
-    except (KeyboardInterrupt, Terminated, SystemError) as e:
+    except (KeyboardInterrupt, stop.Terminated, SystemError) as e:
         asked = _stop_in(e)
         if asked is None:
             raise
@@ -79,7 +78,7 @@ def run(main: Callable[[], dict | None], as_json: bool) -> dict | None:
 def _stop_in(e: BaseException | None) -> BaseException | None:
     """The Ctrl-C or SIGTERM behind ``e``: a signal that lands inside C code (an extension module's import) comes back
     as a SystemError whose context is the signal's exception."""
-    while e is not None and not isinstance(e, (KeyboardInterrupt, Terminated)):
+    while e is not None and not isinstance(e, (KeyboardInterrupt, stop.Terminated)):
         e = e.__cause__ or e.__context__
     return e
 

@@ -60,12 +60,12 @@ def test_sigterm_stops_a_sweep_like_ctrl_c_and_says_how_to_resume(tmp_path, ray_
 
 def test_a_signal_landing_inside_an_extension_import_is_still_one_line(capsys):
     """SIGTERM during pandas' import surfaces as a SystemError whose context is the signal (seen in a suite run)."""
-    from raysweep import cli
+    from raysweep import cli, stop
 
     def importing():
         try:
-            raise cli.Terminated()
-        except cli.Terminated:
+            raise stop.Terminated()
+        except stop.Terminated:
             raise SystemError("<class 'x'> returned a result with an exception set")
 
     with pytest.raises(SystemExit) as e:
