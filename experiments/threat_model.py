@@ -10,10 +10,12 @@ subset and evaluation noise), DiMRA to 2,000 steps; and one adaptive attack (a l
 forgotten label). Per cell: how many seeds the attack brought back to AR ≥ 0.5 within the budget and the median first
 step among them (the others are censored at the budget), the recovery AUC (mean AR over the attack) with a 95 %
 bootstrap interval over seeds, and ar_dimra_max. Resumable (runs/threat/trials.jsonl, and from a fresh clone: the committed
-docs/threat_model.jsonl); writes docs/threat_model.md and docs/threat_model.csv (+ .jsonl).
+docs/threat_model.jsonl); writes docs/threat_model.md, its recovery curves docs/threat_model.png and
+docs/threat_model.csv (+ .jsonl).
 """
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -21,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fair_comparison import (CONTROL_EVAL_SEED, METHODS, base_overrides, choices, committed_tuning,  # noqa: E402
                              precise_references, reached, read_noise)
 
-from raysweep.budget import recovery_auc  # noqa: E402
+from raysweep.budget import TAU, recovery_auc  # noqa: E402
 from raysweep.cli import Parser  # noqa: E402
 from raysweep.stats import bootstrap_mean  # noqa: E402
 from raysweep.study import Log, ci, job, run_jobs, publish, run_script  # noqa: E402
@@ -87,7 +89,9 @@ def write_report(settings: dict[str, dict], rows: list[dict], infeasible: list[s
          f"evaluation each), DiMRA to {ATTACK[-1]:,} steps. **reached**: seeds whose AR reached "
          "0.5 within the budget (median first step among them; the others are censored at the budget). "
          "**recovery AUC**: mean AR over the attack, with a 95 % bootstrap interval over seeds. The base model "
-         "(never unlearned) and retrain (never saw the class) bound the scale.", ""]
+         "(never unlearned) and retrain (never saw the class) bound the scale.", "",
+         "![AR of the forgotten class over each attack, per method: mean over seeds with its 95 % bootstrap band; "
+         "the base dashed, retrain dotted, AR = 0.5 in red](threat_model.png)", ""]
     if smoke:
         L += ["**Smoke run**: a tiny model, 20 unlearning steps whatever the setting says; its numbers mean nothing.", ""]
     if infeasible:
@@ -125,6 +129,66 @@ def write_report(settings: dict[str, dict], rows: list[dict], infeasible: list[s
     return "\n".join(L) + "\n"
 
 
+def curves(methods: list[str], rows: list[dict]) -> dict:
+    """Recovery against the attacker's budget, per attack cell and method: {cell: {method: [(step, mean AR, lo, hi)]}}
+    — the mean over seeds at each attack checkpoint with its 95 % bootstrap interval (none for one seed: the base)."""
+    ok = [r for r in rows if r.get("status") in ("ok", "diverged")]
+    out: dict = {}
+    for c in cells():
+        per: dict[str, list] = {}
+        for method in [*methods, "retrain", "base"]:
+            rs = [r for r in ok if cell(r) == c and (r["phase"] == "controls" if method == "base" else
+                  r["phase"] == "threat" and r["overrides"]["unlearn.method"] == method)]
+            steps = sorted({int(k) for r in rs for k in r["ar_dimra"]})
+            if steps:
+                per[method] = [(k, *bootstrap_mean([r["ar_dimra"][str(k)] for r in rs if str(k) in r["ar_dimra"]]))
+                               for k in steps]
+        out[c] = per
+    return out
+
+
+def curves_figure(data: dict, path: Path) -> None:
+    """One panel per attack cell: rows full / LoRA × images held, columns attack lr, the adaptive attack last; in
+    each, every method's AR over the attack (mean over seeds, 95 % band), the base dashed, retrain dotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = [(r, n) for r in LORA for n in SIZES]
+    fig, axes = plt.subplots(len(grid) + 1, len(LRS), figsize=(4.2 * len(LRS), 2.7 * (len(grid) + 1)),
+                             squeeze=False, sharex=True, sharey=True)
+    panels = {(lr, n, r, "test"): axes[i][j] for i, (r, n) in enumerate(grid) for j, lr in enumerate(LRS)}
+    panels[(1e-4, 0, 0, ADAPTIVE)] = axes[-1][0]
+    for ax in axes[-1][1:]:
+        ax.axis("off")
+    for ax in axes[-2][1:]:  # above the empty panels: their x axis is this row's
+        ax.tick_params(labelbottom=True)
+        ax.set_xlabel("attack steps")
+    methods = [m for m in dict.fromkeys(m for per in data.values() for m in per) if m not in ("retrain", "base")]
+    style = {m: dict(color=f"C{i}") for i, m in enumerate(methods)}
+    style.update(retrain=dict(color="gray", ls=":"), base=dict(color="black", ls="--"))
+    for (lr, n, rank, aux), ax in panels.items():
+        for method, pts in data.get((lr, n, rank, aux), {}).items():
+            k, mean, lo, hi = zip(*pts)
+            ax.plot(k, mean, marker="o", ms=3, label=method, **style[method])
+            if not any(math.isnan(x) for x in lo + hi):
+                ax.fill_between(k, lo, hi, alpha=0.2, color=style[method]["color"])
+        kind = "DiMRA" if aux == "test" else f"adaptive ({aux})"
+        ax.set_title(f"{kind}, {tuning_name(rank)}, lr {lr:g}, images {size_name(n)}", fontsize=8)
+        ax.axhline(TAU, color="red", lw=0.5)
+        ax.set_ylim(-0.03, 1.03)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("AR of the forgotten class")
+    for ax in axes[-1]:
+        ax.set_xlabel("attack steps")
+    handles = {h.get_label(): h for ax in panels.values() for h in ax.get_lines() if not h.get_label().startswith("_")}
+    axes[-1][1].legend(handles.values(), handles.keys(), loc="center", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def feasible_settings(docs: Path, methods: list[str]) -> tuple[dict[str, dict], list[str]]:
     """Each method's setting as the fair comparison chose it (its committed tuning rows judged by the precise
     references of docs/reference_noise.json), and the methods it found no feasible setting for."""
@@ -159,6 +223,7 @@ def main() -> None:
         rows = log.rows()
         publish(rows, docs / "threat_model.csv")
         (docs / "threat_model.md").write_text(write_report(settings, rows, infeasible, args.smoke))
+        curves_figure(curves(list(settings), rows), docs / "threat_model.png")
 
     run_jobs(groups(settings), str(out / "store"), log, args.workers, after_each=report)
     report()

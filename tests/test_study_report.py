@@ -108,6 +108,30 @@ def test_threat_model_report_from_rows():
     assert "| retrain | – | adaptive (relabel:8) | full | 0.0001 | all | not run yet |" in md
 
 
+def test_threat_model_curves_are_the_seed_means_with_their_intervals(tmp_path):
+    from threat_model import ADAPTIVE, curves, curves_figure
+
+    def row(method, seed, curve, aux="test", phase="threat"):
+        return {"phase": phase, "status": "ok", "ar_dimra": curve,
+                "overrides": {"unlearn.method": method, "attack.lr": 1e-4, "attack.aux_size": 0,
+                              "attack.lora_rank": 0, "attack.aux": aux, "unlearn.seed": seed}}
+
+    rows = [row("dimum", 0, {"0": 0.0, "500": 0.2}), row("dimum", 1, {"0": 0.0, "500": 0.4}),
+            row("dimum", 2, {"0": 0.0, "500": 0.6}), row("dimum", 0, {"0": 0.1, "500": 1.0}, aux=ADAPTIVE),
+            row("base", 0, {"0": 1.0, "500": 1.0}, phase="controls"),
+            {**row("dimum", 3, {"0": 0.9, "500": 0.9}), "status": "error"}]  # a failed trial is no point
+    data = curves(["dimum", "salun"], rows)
+    full = data[(1e-4, 0, 0, "test")]
+    assert set(full) == {"dimum", "base"}  # salun and retrain: nothing run, nothing drawn
+    (k0, m0, lo0, hi0), (k1, m1, lo1, hi1) = full["dimum"]
+    assert (k0, m0, lo0, hi0) == (0, 0.0, 0.0, 0.0) and k1 == 500 and abs(m1 - 0.4) < 1e-12
+    assert 0.2 <= lo1 < m1 < hi1 <= 0.6  # the bootstrap over the three seeds spans no more than their range
+    assert data[(1e-4, 0, 0, ADAPTIVE)]["dimum"][1][:2] == (500, 1.0)  # one seed: a mean, no interval
+    assert data[(1e-4, 0, 0, ADAPTIVE)]["dimum"][1][2] != data[(1e-4, 0, 0, ADAPTIVE)]["dimum"][1][2]  # nan
+    curves_figure(data, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_the_fid_limit_and_the_rows_it_rejudges(tmp_path):
     """The limit is controls.reference's rule (mean + 2 std + the retrained model's excess); a row changes its verdict
     only when its FID lies between its recorded limit and the new one, and stays infeasible when another rule fails."""
