@@ -156,13 +156,14 @@ def curves_figure(data: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     grid = [(r, n) for r in LORA for n in SIZES]
-    fig, axes = plt.subplots(len(grid) + 1, len(LRS), figsize=(4.2 * len(LRS), 2.7 * (len(grid) + 1)),
+    cols = max(len(LRS), 2)  # the last row keeps an empty panel for the legend even with one lr (--smoke)
+    fig, axes = plt.subplots(len(grid) + 1, cols, figsize=(4.2 * cols, 2.7 * (len(grid) + 1)),
                              squeeze=False, sharex=True, sharey=True)
     panels = {(lr, n, r, "test"): axes[i][j] for i, (r, n) in enumerate(grid) for j, lr in enumerate(LRS)}
     panels[(1e-4, 0, 0, ADAPTIVE)] = axes[-1][0]
-    for ax in axes[-1][1:]:
+    for ax in [*axes[-1][1:], *(row[j] for row in axes[:-1] for j in range(len(LRS), cols))]:
         ax.axis("off")
-    for ax in axes[-2][1:]:  # above the empty panels: their x axis is this row's
+    for ax in axes[-2][1:len(LRS)]:  # above the empty panels: their x axis is this row's
         ax.tick_params(labelbottom=True)
         ax.set_xlabel("attack steps")
     methods = [m for m in dict.fromkeys(m for per in data.values() for m in per) if m not in ("retrain", "base")]

@@ -108,7 +108,8 @@ def test_threat_model_report_from_rows():
     assert "| retrain | – | adaptive (relabel:8) | full | 0.0001 | all | not run yet |" in md
 
 
-def test_threat_model_curves_are_the_seed_means_with_their_intervals(tmp_path):
+def test_threat_model_curves_are_the_seed_means_with_their_intervals(tmp_path, monkeypatch):
+    import threat_model
     from threat_model import ADAPTIVE, curves, curves_figure
 
     def row(method, seed, curve, aux="test", phase="threat"):
@@ -130,6 +131,9 @@ def test_threat_model_curves_are_the_seed_means_with_their_intervals(tmp_path):
     assert data[(1e-4, 0, 0, ADAPTIVE)]["dimum"][1][2] != data[(1e-4, 0, 0, ADAPTIVE)]["dimum"][1][2]  # nan
     curves_figure(data, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setattr(threat_model, "LRS", (1e-4,))  # --smoke's single lr still leaves the legend a panel
+    curves_figure(data, tmp_path / "smoke.png")
+    assert (tmp_path / "smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_fid_limit_and_the_rows_it_rejudges(tmp_path):
