@@ -10,7 +10,9 @@ every run of ``--window`` consecutive seeds (what a reference of ``eval.referenc
 given on that noise). Then every committed row of that base (docs/fair_comparison.jsonl, and the tuning trials in
 docs/fair_tuning.csv for base 0) is judged again against the ``--seeds`` limit: the rows whose feasibility changes
 are listed, and the rows whose FID lies between the lowest and highest window limit (their verdict depended on
-which seeds a reference happened to use). Writes docs/reference_noise.json and prints it.
+which seeds a reference happened to use). Writes docs/reference_noise.json and prints it. A rerun takes the per-seed
+FIDs its last record measured on the same settings and seeds (``--remeasure`` measures them again), so new rows are
+judged in seconds even where the study's store is gone.
 """
 from __future__ import annotations
 
@@ -77,16 +79,30 @@ def rejudge(rows: list[dict], lim: float) -> list[dict]:
             for row in rows if (row["fid"] <= lim) != (row["fid"] <= row["recorded_limit"])]
 
 
-def measure(base_seed: int, n: int, w: int, store: str) -> dict:
-    from raysweep.bases import load_bases
-    from raysweep.controls import utility
+def measured(base_seed: int, n: int, store: str, recorded: dict | None) -> tuple[list[int], list[float], list[float]]:
+    """The evaluation seeds and the base's and the retrained model's FID on each: from ``recorded`` (the last
+    record's entry for this base) when it measured these settings on these seeds — evaluation is deterministic in
+    them, so only the rows are judged again — else measured (models and references cached in ``store``)."""
+    from raysweep.keys import reference_seeds
 
     cfg = apply_overrides(Config(), {**STUDY, "pretrain.seed": base_seed, "judge.seed": base_seed,
                                      "eval.reference_seeds": n})
+    seeds = reference_seeds(cfg)
+    if recorded is not None and recorded["eval_seeds"] == seeds:
+        return seeds, recorded["base_fid_by_seed"], recorded["retrain_fid_by_seed"]
+    from raysweep.bases import load_bases
+    from raysweep.controls import utility
+
     target = resolve(cfg).target
     bases = load_bases(cfg, store, progress=True)
     b = utility(cfg, bases, target, store, "base", progress=True)
     r = utility(cfg, bases, target, store, "retrain", progress=True)
+    return b["seeds"], b["fid"], r["fid"]
+
+
+def measure(base_seed: int, n: int, w: int, store: str, recorded: dict | None = None) -> dict:
+    seeds, base_fid, retrain_fid = measured(base_seed, n, store, recorded)
+    b, r = {"seeds": seeds, "fid": base_fid}, {"fid": retrain_fid}
     lim = limit(b["fid"], r["fid"])
     mean, lo, hi = bootstrap_mean(b["fid"])
     rows = rows_of(base_seed, ROOT / "docs" / "fair_comparison.jsonl", ROOT / "docs" / "fair_tuning.csv")
@@ -106,12 +122,16 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--window", type=int, default=5, help="the study's eval.reference_seeds")
     p.add_argument("--json", default=str(ROOT / "docs" / "reference_noise.json"))
+    p.add_argument("--remeasure", action="store_true",
+                   help="measure the references again even where --json recorded them on the same seeds")
     args = p.parse_args()
     if args.seeds < 2 * args.window:
         raise SystemExit(f"--seeds {args.seeds} must be at least twice --window {args.window}")
+    last = json.loads(Path(args.json).read_text()) if Path(args.json).exists() and not args.remeasure else {}
+    recorded = {b["base_seed"]: b for b in last.get("bases", [])} if last.get("settings") == STUDY else {}
     out = {"what": f"FID limit from {args.seeds} evaluation seeds vs runs of {args.window}, and the committed rows "
-                   f"it re-judges", "settings": STUDY, "bases": [measure(b, args.seeds, args.window, args.store)
-                                                                    for b in args.bases]}
+                   f"it re-judges", "settings": STUDY,
+           "bases": [measure(b, args.seeds, args.window, args.store, recorded.get(b)) for b in args.bases]}
     text = json.dumps(out, indent=1)
     Path(args.json).write_text(text + "\n")
     print(text)

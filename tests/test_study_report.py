@@ -167,6 +167,22 @@ def test_the_fid_limit_and_the_rows_it_rejudges(tmp_path):
     assert reference_noise(read_noise(tmp_path / "absent.json")) == []
 
 
+def test_a_rerun_judges_new_rows_against_the_references_its_record_measured_on_the_same_seeds(tmp_path):
+    """The record's per-seed FIDs are reused only for the seeds this run would evaluate; the store is never read."""
+    from fair_tune import STUDY
+    from reference_noise import limit, measure
+
+    from raysweep.config import Config, apply_overrides
+    from raysweep.keys import reference_seeds
+
+    seeds = reference_seeds(apply_overrides(Config(), {**STUDY, "pretrain.seed": 0, "judge.seed": 0,
+                                                       "eval.reference_seeds": 4}))
+    rec = {"eval_seeds": seeds, "base_fid_by_seed": [1.0, 1.0, 3.0, 3.0], "retrain_fid_by_seed": [0.0] * 4}
+    m = measure(0, 4, 2, str(tmp_path / "no-store"), rec)
+    assert m["eval_seeds"] == seeds and m["limit"] == limit([1.0, 1.0, 3.0, 3.0], [0.0] * 4)
+    assert m["windows_of_2"]["limit"] == [1.0, 2.0 + 2 * 2 ** 0.5] and not (tmp_path / "no-store").exists()
+
+
 def test_rows_are_judged_by_the_precise_reference_and_a_choice_it_overturns_leaves_its_claims_pending(tmp_path):
     import json
 
