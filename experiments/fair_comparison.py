@@ -270,6 +270,15 @@ def rule_line(name: str, mean: float, lo: float, hi: float, n: int, threshold: f
     return f"{name}: {ci(mean, lo, hi)} (n = {n}; the claim holds when the interval lies {side}) → **{v}**"
 
 
+def recovery_part(mean: float, lo: float, hi: float, dropped: bool) -> str:
+    """ar_dimra_max = ar_mu + recovery: a drop in it (``dropped``) may be forgetting that completes (ar_mu) while the
+    attack brings back as much as before. The recovery's own paired difference says which."""
+    which = ("the attack brings back less" if hi < 0 else "the attack brings back more" if lo > 0 else
+             "what the attack brings back is not shown to change"
+             + (": the drop is forgetting that completes, not resistance to the attack" if dropped else ""))
+    return f"; of it, recovery (max over attack steps k ≥ 1 − ar_mu): {ci(mean, lo, hi)} — {which}"
+
+
 def write_report(args, tuned: dict[str, list[dict]], best: dict[str, Choice | None], rows: list[dict],
                  pending: tuple[str, ...] = (), record: list[dict] | None = None, noise: dict | None = None) -> str:
     """``rows``: those of the current plan, judged; ``record``: every row ever run (what the compute counts)."""
@@ -570,12 +579,16 @@ def verdicts(confirm: list[dict], budgets: list[dict], best: dict, pending: tupl
     L.append("**Unlearning budget (section 3).**")
     L.append("")
     for m in METHODS:
-        per = {n: {r["overrides"]["unlearn.seed"]: r["ar_dimra_max"] for r in budgets
-                   if r["method"] == m and r["overrides"]["unlearn.steps"] == n} for n in BUDGETS}
-        if per[BUDGETS[0]] and per[BUDGETS[-1]]:
-            mean, lo, hi, n = paired_difference(per[BUDGETS[-1]], per[BUDGETS[0]])
+        def per(key: str) -> dict[int, dict]:
+            return {n: {r["overrides"]["unlearn.seed"]: r[key] for r in budgets
+                        if r["method"] == m and r["overrides"]["unlearn.steps"] == n} for n in BUDGETS}
+
+        arm, rec = per("ar_dimra_max"), per("recovery")
+        if arm[BUDGETS[0]] and arm[BUDGETS[-1]]:
+            mean, lo, hi, n = paired_difference(arm[BUDGETS[-1]], arm[BUDGETS[0]])
             L.append(f"- 4. Robustness of {m} grows with unlearning steps (ar_dimra_max at {BUDGETS[-1]} minus at "
-                     f"{BUDGETS[0]}, paired by seed) — " + rule_line("mean difference", mean, lo, hi, n, 0.0, "below"))
+                     f"{BUDGETS[0]}, paired by seed) — " + rule_line("mean difference", mean, lo, hi, n, 0.0, "below")
+                     + recovery_part(*paired_difference(rec[BUDGETS[-1]], rec[BUDGETS[0]])[:3], hi < 0))
     pairs = [(r["convergence"], r["recovery"]) for r in confirm if r["attack_lr"] == 1e-4 and r["method"] != "retrain"
              and math.isfinite(r.get("convergence", math.nan)) and math.isfinite(r.get("recovery", math.nan))]
     if pending:

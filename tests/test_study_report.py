@@ -210,6 +210,25 @@ def test_rows_are_judged_by_the_precise_reference_and_a_choice_it_overturns_leav
     assert "salun reversed by DiMRA" in text and "**pending**" not in text.split("salun reversed")[1].split("\n")[0]
 
 
+def test_the_budget_claim_says_whether_the_attack_or_the_forgetting_moved():
+    """ar_dimra_max = ar_mu + recovery. A method that only finishes forgetting with more steps lowers ar_dimra_max
+    while the attack brings back as much: the claim's line must say so, not just 'reproduced'."""
+    from fair_comparison import verdicts
+
+    def budget(method, seed, steps, ar_mu, recovery):
+        return {"phase": "budgets", "method": method, "ar_base": 1.0, "ar_mu": ar_mu, "recovery": recovery,
+                "ar_dimra_max": ar_mu + recovery, "overrides": {"unlearn.seed": seed, "unlearn.steps": steps}}
+
+    rows = [budget("sa", s, 300, 0.5, 0.40 + 0.01 * s) for s in range(5)]  # forgets late, recovers the same
+    rows += [budget("sa", s, 3000, 0.05, 0.40 + 0.01 * s + d) for s, d in enumerate((0.02, -0.02, 0.01, -0.01, 0))]
+    rows += [budget("dimum", s, 300, 0.02, 0.06 + 0.01 * s) for s in range(5)]  # the attack brings back less
+    rows += [budget("dimum", s, 3000, 0.0, 0.01 + 0.001 * s) for s in range(5)]
+    lines = {m: next(x for x in verdicts([], rows, {}) if x.startswith(f"- 4. Robustness of {m} "))
+             for m in ("sa", "dimum")}
+    assert "**reproduced**" in lines["sa"] and "forgetting that completes, not resistance" in lines["sa"]
+    assert "**reproduced**" in lines["dimum"] and lines["dimum"].endswith("the attack brings back less")
+
+
 def test_the_threat_model_attacks_the_setting_the_comparison_chose(tmp_path):
     """Both studies pick a method's setting by one rule: the committed tuning rows judged by the precise reference.
     A setting feasible only under its lenient recorded limit is not the one the attacker's budget is swept for."""
