@@ -579,7 +579,7 @@ def verdicts(confirm: list[dict], budgets: list[dict], best: dict, pending: tupl
     L.append("**Unlearning budget (section 3).**")
     L.append("")
     for m in METHODS:
-        def per(key: str) -> dict[int, dict]:
+        def per(key: str) -> dict[int, dict[int, float]]:  # steps -> seed -> value
             return {n: {r["overrides"]["unlearn.seed"]: r[key] for r in budgets
                         if r["method"] == m and r["overrides"]["unlearn.steps"] == n} for n in BUDGETS}
 

@@ -101,17 +101,15 @@ def measured(base_seed: int, n: int, store: str, recorded: dict | None) -> tuple
 
 
 def measure(base_seed: int, n: int, w: int, store: str, recorded: dict | None = None) -> dict:
-    seeds, base_fid, retrain_fid = measured(base_seed, n, store, recorded)
-    b, r = {"seeds": seeds, "fid": base_fid}, {"fid": retrain_fid}
-    lim = limit(b["fid"], r["fid"])
-    mean, lo, hi = bootstrap_mean(b["fid"])
+    seeds, base, retrain = measured(base_seed, n, store, recorded)
+    lim = limit(base, retrain)
+    mean, lo, hi = bootstrap_mean(base)
     rows = rows_of(base_seed, ROOT / "docs" / "fair_comparison.jsonl", ROOT / "docs" / "fair_tuning.csv")
-    runs = windows(b["fid"], r["fid"], w)
+    runs = windows(base, retrain, w)
     lo_lim, hi_lim = runs["limit"]
-    return {"base_seed": base_seed, "eval_seeds": b["seeds"], "base_fid_by_seed": b["fid"],
-            "retrain_fid_by_seed": r["fid"], "base_fid": [mean, lo, hi], "base_fid_std": statistics.stdev(b["fid"]),
-            "retrain_fid": statistics.mean(r["fid"]), "limit": lim, f"windows_of_{w}": runs,
-            "rows_judged": len(rows), "fid_verdict_changed": rejudge(rows, lim),
+    return {"base_seed": base_seed, "eval_seeds": seeds, "base_fid_by_seed": base, "retrain_fid_by_seed": retrain,
+            "base_fid": [mean, lo, hi], "base_fid_std": statistics.stdev(base), "retrain_fid": statistics.mean(retrain),
+            "limit": lim, f"windows_of_{w}": runs, "rows_judged": len(rows), "fid_verdict_changed": rejudge(rows, lim),
             "rows_between_window_limits": [x["what"] for x in rows if lo_lim < x["fid"] <= hi_lim]}
 
 
