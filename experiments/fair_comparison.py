@@ -270,10 +270,11 @@ def rule_line(name: str, mean: float, lo: float, hi: float, n: int, threshold: f
     return f"{name}: {ci(mean, lo, hi)} (n = {n}; the claim holds when the interval lies {side}) → **{v}**"
 
 
-def recovery_part(mean: float, lo: float, hi: float, dropped: bool) -> str:
+def recovery_part(mean: float, lo: float, hi: float, n: int, dropped: bool) -> str:
     """ar_dimra_max = ar_mu + recovery: a drop in it (``dropped``) may be forgetting that completes (ar_mu) while the
-    attack brings back as much as before. The recovery's own paired difference says which."""
-    which = ("the attack brings back less" if hi < 0 else "the attack brings back more" if lo > 0 else
+    attack brings back as much as before. The recovery's own paired difference says which (from MIN_SEEDS seeds)."""
+    which = (f"not read at n < {MIN_SEEDS}" if n < MIN_SEEDS else "the attack brings back less" if hi < 0 else
+             "the attack brings back more" if lo > 0 else
              "what the attack brings back is not shown to change"
              + (": the drop is forgetting that completes, not resistance to the attack" if dropped else ""))
     return f"; of it, recovery (max over attack steps k ≥ 1 − ar_mu): {ci(mean, lo, hi)} — {which}"
@@ -588,7 +589,7 @@ def verdicts(confirm: list[dict], budgets: list[dict], best: dict, pending: tupl
             mean, lo, hi, n = paired_difference(arm[BUDGETS[-1]], arm[BUDGETS[0]])
             L.append(f"- 4. Robustness of {m} grows with unlearning steps (ar_dimra_max at {BUDGETS[-1]} minus at "
                      f"{BUDGETS[0]}, paired by seed) — " + rule_line("mean difference", mean, lo, hi, n, 0.0, "below")
-                     + recovery_part(*paired_difference(rec[BUDGETS[-1]], rec[BUDGETS[0]])[:3], hi < 0))
+                     + recovery_part(*paired_difference(rec[BUDGETS[-1]], rec[BUDGETS[0]]), hi < 0 and n >= MIN_SEEDS))
     pairs = [(r["convergence"], r["recovery"]) for r in confirm if r["attack_lr"] == 1e-4 and r["method"] != "retrain"
              and math.isfinite(r.get("convergence", math.nan)) and math.isfinite(r.get("recovery", math.nan))]
     if pending:
