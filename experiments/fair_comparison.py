@@ -589,7 +589,7 @@ def verdicts(confirm: list[dict], budgets: list[dict], best: dict, pending: tupl
             mean, lo, hi, n = paired_difference(arm[BUDGETS[-1]], arm[BUDGETS[0]])
             L.append(f"- 4. Robustness of {m} grows with unlearning steps (ar_dimra_max at {BUDGETS[-1]} minus at "
                      f"{BUDGETS[0]}, paired by seed) — " + rule_line("mean difference", mean, lo, hi, n, 0.0, "below")
-                     + recovery_part(*paired_difference(rec[BUDGETS[-1]], rec[BUDGETS[0]]), hi < 0 and n >= MIN_SEEDS))
+                     + recovery_part(*paired_difference(rec[BUDGETS[-1]], rec[BUDGETS[0]]), hi < 0))
     pairs = [(r["convergence"], r["recovery"]) for r in confirm if r["attack_lr"] == 1e-4 and r["method"] != "retrain"
              and math.isfinite(r.get("convergence", math.nan)) and math.isfinite(r.get("recovery", math.nan))]
     if pending:
