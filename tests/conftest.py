@@ -1,4 +1,3 @@
-import fcntl
 import json
 import os
 import shutil
@@ -86,65 +85,6 @@ def assert_one_line_error(res: subprocess.CompletedProcess, *needles: str) -> No
     """Bad input: a non-zero exit and one stderr line that names the problem."""
     lines = res.stderr.strip().splitlines()
     assert res.returncode != 0 and len(lines) == 1 and all(n in lines[0] for n in needles), res.stderr[-2000:]
-
-
-# Side by side (pytest-xdist, pyproject's addopts): a test that measures the machine (CPU seconds, a command's
-# start-up time) is marked ``alone`` and runs while no other test runs; sweeps go first, so that the two workers do
-# not end with one long sweep running beside an idle core. What the sweeps share (the smoke store, the smoke sweep,
-# the MLflow server) is built once per run by the first worker that needs it (``once_per_run``).
-HEAVY = ("ray_env", "smoke_sweep")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "alone: measures the machine, so no other test may run meanwhile")
-
-
-def pytest_collection_modifyitems(items):
-    items.sort(key=lambda it: 0 if it.get_closest_marker("alone") else 1 if set(HEAVY) & set(it.fixturenames) else 2)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item):
-    """A test holds the run's lock, shared, from its fixtures' setup to their teardown; an ``alone`` test holds it
-    exclusively. The gate makes an exclusive waiter first in line: no test starts while one waits to run alone."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process: nothing runs beside anything
-        yield
-        return
-    d = run_dir(item.config._tmp_path_factory)
-    with open(d / "gate", "a") as gate, open(d / "running", "a") as running:
-        fcntl.flock(gate, fcntl.LOCK_EX)
-        fcntl.flock(running, fcntl.LOCK_EX if item.get_closest_marker("alone") else fcntl.LOCK_SH)
-        fcntl.flock(gate, fcntl.LOCK_UN)
-        try:
-            yield
-        finally:
-            fcntl.flock(running, fcntl.LOCK_UN)
-
-
-def run_dir(tmp_path_factory) -> Path:
-    """This pytest run's temporary directory, the same for all its workers (each worker's basetemp is in it)."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
-def once_per_run(tmp_path_factory, name: str, build):
-    """``build()``'s JSON value, built by the first worker of the run that asks and read by the others (they wait
-    for it). A build that fails leaves nothing, so the next one to ask tries again and fails with its own error."""
-    d = run_dir(tmp_path_factory)
-    done = d / f"{name}.json"
-    with open(d / f"{name}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
-            done.write_text(json.dumps(build()))
-        return json.loads(done.read_text())
-
-
-def pytest_sessionfinish(session):
-    """Under xdist the controller, after its workers ended, stops the servers they shared (``shared_server``)."""
-    if os.environ.get("PYTEST_XDIST_WORKER") or not session.config.pluginmanager.hasplugin("dsession"):
-        return
-    for f in run_dir(session.config._tmp_path_factory).glob("server-*.json"):
-        _stop_group(json.loads(f.read_text())["pid"])
 
 
 _STARTED: list[subprocess.Popen] = []
@@ -242,18 +182,6 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _stop_group(pid: int) -> None:
-    """``stop`` for a server another process of this run started (not our child): its process group, by PID."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-        for _ in range(200):
-            os.killpg(pid, 0)
-            time.sleep(0.1)
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 def start_mlflow(db: Path, port: int) -> subprocess.Popen:
     """A real MLflow tracking server on 127.0.0.1 with a SQLite store. Without MLflow's job runner (raysweep runs
     no MLflow jobs): it starts eight more processes, ~20 s of CPU on every start."""
@@ -265,19 +193,11 @@ def start_mlflow(db: Path, port: int) -> subprocess.Popen:
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
-    """A real MLflow tracking server on 127.0.0.1 with a SQLite store, one for the whole run, stopped by PID at the
-    end (by the process that started it, or under xdist by the controller once every worker is done with it)."""
-    def start():
-        port = _free_port()
-        d = run_dir(tmp_path_factory) / "mlflow"
-        d.mkdir()
-        proc = start_mlflow(d / "mlflow-server.db", port)
-        return {"uri": f"http://127.0.0.1:{port}", "pid": proc.pid}
-
-    server = once_per_run(tmp_path_factory, "server-mlflow", start)
-    yield server["uri"]
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        _stop_group(server["pid"])
+    """A real MLflow tracking server on 127.0.0.1 with a SQLite store, stopped by PID at the end."""
+    port = _free_port()
+    proc = start_mlflow(tmp_path_factory.mktemp("mlflow") / "mlflow-server.db", port)
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)
 
 
 def kill_ray_under(tmpdir: str) -> None:
@@ -318,15 +238,12 @@ def smoke_store(tmp_path_factory):
     from raysweep import shared
     from raysweep.experiment import load
 
-    def build():
-        root = run_dir(tmp_path_factory) / "smoke-store" / "store"
-        exp = load(str(ROOT / "tests" / "data" / "survival_sweep.py"))
-        cfg = exp.trial_config({})
-        for what in shared.shared(cfg, list(exp.space)):
-            shared.make(what, cfg, str(root), "cpu", 2)
-        return str(root)
-
-    return Path(once_per_run(tmp_path_factory, "smoke-store", build))
+    root = tmp_path_factory.mktemp("smoke-store") / "store"
+    exp = load(str(ROOT / "tests" / "data" / "survival_sweep.py"))
+    cfg = exp.trial_config({})
+    for what in shared.shared(cfg, list(exp.space)):
+        shared.make(what, cfg, str(root), "cpu", 2)
+    return root
 
 
 def storage_with(tmp_path: Path, smoke_store: Path) -> Path:
@@ -339,18 +256,13 @@ def storage_with(tmp_path: Path, smoke_store: Path) -> Path:
 @pytest.fixture(scope="session")
 def smoke_sweep(tmp_path_factory, mlflow_server):
     """One real smoke sweep of experiments/steps_sweep.py (local Ray, MLflow server), shared by tests."""
-    def build():
-        storage = run_dir(tmp_path_factory) / "smoke-sweep"
-        ray_tmp = tempfile.mkdtemp(prefix="rs", dir="/tmp")
-        try:
-            res = run_cli("raysweep.tune", str(ROOT / "experiments" / "steps_sweep.py"), "--smoke", "--storage",
-                          str(storage), "--mlflow-uri", mlflow_server, "--num-samples", "3", "--name", "smoke",
-                          "--json", timeout=600, env={"RAY_TMPDIR": ray_tmp})
-        finally:
-            kill_ray_under(ray_tmp)
-            shutil.rmtree(ray_tmp, ignore_errors=True)
-        assert res.returncode == 0, res.stderr[-3000:]
-        return [str(storage), json.loads(res.stdout.strip().splitlines()[-1])]
-
-    storage, summary = once_per_run(tmp_path_factory, "smoke-sweep", build)
-    return Path(storage), summary
+    storage = tmp_path_factory.mktemp("sweeps")
+    ray_tmp = tempfile.mkdtemp(prefix="rs", dir="/tmp")
+    try:
+        res = run_cli("raysweep.tune", str(ROOT / "experiments" / "steps_sweep.py"), "--smoke", "--storage",
+                      str(storage), "--mlflow-uri", mlflow_server, "--num-samples", "3", "--name", "smoke", "--json",
+                      timeout=600, env={"RAY_TMPDIR": ray_tmp})
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return storage, json.loads(res.stdout.strip().splitlines()[-1])

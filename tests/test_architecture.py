@@ -119,7 +119,6 @@ def test_the_metric_table_says_how_each_metric_is_read():
         check("happiness")
 
 
-@pytest.mark.alone
 @pytest.mark.parametrize("command", ["trial", "tune", "pretrain", "report"])
 def test_help_and_bad_arguments_answer_before_the_model_stack_loads(command):
     """Each command parses first: --help and a rejected argument never wait for torch, Ray or MLflow."""
@@ -191,7 +190,6 @@ def test_the_benchmarks_are_found():
     assert len(BENCHMARKS) >= 12, BENCHMARKS
 
 
-@pytest.mark.alone
 def test_the_cpu_sampler_sees_a_process_spin_on_one_core(monkeypatch):
     """bench/cpu_sampler.py on a case whose answer is known: a child spinning for 3 s of its own CPU time uses one
     core, flat out, and those seconds are the busy ones; whatever else the machine runs meanwhile is counted apart, as
