@@ -270,6 +270,15 @@ def rule_line(name: str, mean: float, lo: float, hi: float, n: int, threshold: f
     return f"{name}: {ci(mean, lo, hi)} (n = {n}; the claim holds when the interval lies {side}) → **{v}**"
 
 
+def no_utility(method: str, rows: list[dict]) -> str:
+    """Claim 4 read on a method that passes the utility check at no budget says so: the robustness it measures is that
+    of a model the feasibility rule rejects, not of a usable unlearner."""
+    if any(r.get("feasible") for r in rows):
+        return ""
+    return (f"; but {method} is feasible at no budget (0 of {len(rows)} trials): this is the robustness of a model "
+            f"that fails the utility check, not of a usable unlearner")
+
+
 def recovery_part(mean: float, lo: float, hi: float, n: int, dropped: bool) -> str:
     """ar_dimra_max = ar_mu + recovery: a drop in it (``dropped``) may be forgetting that completes (ar_mu) while the
     attack brings back as much as before. The recovery's own paired difference says which (from MIN_SEEDS seeds)."""
@@ -589,7 +598,8 @@ def verdicts(confirm: list[dict], budgets: list[dict], best: dict, pending: tupl
             mean, lo, hi, n = paired_difference(arm[BUDGETS[-1]], arm[BUDGETS[0]])
             L.append(f"- 4. Robustness of {m} grows with unlearning steps (ar_dimra_max at {BUDGETS[-1]} minus at "
                      f"{BUDGETS[0]}, paired by seed) — " + rule_line("mean difference", mean, lo, hi, n, 0.0, "below")
-                     + recovery_part(*paired_difference(rec[BUDGETS[-1]], rec[BUDGETS[0]]), hi < 0))
+                     + recovery_part(*paired_difference(rec[BUDGETS[-1]], rec[BUDGETS[0]]), hi < 0)
+                     + no_utility(m, [r for r in budgets if r["method"] == m]))
     pairs = [(r["convergence"], r["recovery"]) for r in confirm if r["attack_lr"] == 1e-4 and r["method"] != "retrain"
              and math.isfinite(r.get("convergence", math.nan)) and math.isfinite(r.get("recovery", math.nan))]
     if pending:

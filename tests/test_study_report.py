@@ -222,7 +222,7 @@ def test_the_budget_claim_says_whether_the_attack_or_the_forgetting_moved():
     rows = [budget("sa", s, 300, 0.5, 0.40 + 0.01 * s) for s in range(5)]  # forgets late, recovers the same
     rows += [budget("sa", s, 3000, 0.05, 0.40 + 0.01 * s + d) for s, d in enumerate((0.02, -0.02, 0.01, -0.01, 0))]
     rows += [budget("dimum", s, 300, 0.02, 0.06 + 0.01 * s) for s in range(5)]  # the attack brings back less
-    rows += [budget("dimum", s, 3000, 0.0, 0.01 + 0.001 * s) for s in range(5)]
+    rows += [{**budget("dimum", s, 3000, 0.0, 0.01 + 0.001 * s), "feasible": True} for s in range(5)]
     lines = {m: next(x for x in verdicts([], rows, {}) if x.startswith(f"- 4. Robustness of {m} "))
              for m in ("sa", "dimum")}
     assert "**reproduced**" in lines["sa"] and "forgetting that completes, not resistance" in lines["sa"]
@@ -261,3 +261,12 @@ def test_every_study_script_refuses_a_bad_argument_in_one_line(monkeypatch, caps
             importlib.import_module(name).main()
         err = capsys.readouterr().err.strip().splitlines()
         assert e.value.code == 2 and len(err) == 1 and "unrecognized arguments: --bogus" in err[0], (name, err)
+
+
+def test_the_budget_claim_on_a_method_feasible_at_no_budget_says_so():
+    from fair_comparison import no_utility
+
+    assert no_utility("esd", [{"feasible": False}, {"feasible": False}, {}]) == (
+        "; but esd is feasible at no budget (0 of 3 trials): this is the robustness of a model that fails the utility "
+        "check, not of a usable unlearner")
+    assert no_utility("dimum", [{"feasible": False}, {"feasible": True}]) == ""
