@@ -71,7 +71,7 @@ def test_smoke_sweep_three_stores_agree(smoke_sweep, mlflow_server):
 
 def test_every_outcome_is_recorded_and_the_sweep_goes_on(tmp_path, ray_env, smoke_store):
     storage = storage_with(tmp_path, smoke_store)
-    # --max-failures 0: a trial that fails on its input fails again when retried (a new actor, ~15 s, twice)
+    # --max-failures 0: a trial that fails on its input fails again when retried, each retry on a new actor
     res = run_cli("raysweep.tune", str(DATA / "outcomes_sweep.py"), "--smoke", "--storage", str(storage), "--json",
                   "--max-failures", "0", timeout=600, env=ray_env)
     assert res.returncode == 0, res.stderr[-3000:]
