@@ -69,7 +69,7 @@ def run(main: Callable[[], dict | None], as_json: bool) -> dict | None:
             raise
         print("error: interrupted (SIGINT)" if isinstance(asked, KeyboardInterrupt) else "error: terminated (SIGTERM)",
               file=sys.stderr)
-        raise SystemExit(130 if isinstance(asked, KeyboardInterrupt) else 143) from None
+        stop.exit_with(130 if isinstance(asked, KeyboardInterrupt) else 143)
     if as_json and out is not None:
         print(json.dumps(plain(out), allow_nan=False))
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+from typing import NoReturn
 
 
 class Terminated(BaseException):
@@ -58,3 +59,18 @@ def handled():
             signal.signal(s, handler)
         sys.unraisablehook = previous_hook
         _asked = None
+
+
+def exit_with(code: int) -> NoReturn:
+    """End the command with ``code`` after a handled stop. A Ctrl-C that passed through code run by ``PyRun_*``
+    (an extension module evaluating Python in its import, pybind11's ``exec``) leaves CPython believing the
+    KeyboardInterrupt went unhandled, however it was handled since, and CPython then ends the process by SIGINT
+    instead of the code (Modules/main.c, ``_Py_UnhandledKeyboardInterrupt``; seen here as -2 instead of 130). Any
+    ``PyRun_*`` call clears that flag before it runs, so an empty one does."""
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyRun_SimpleString(b"")
+    except (ImportError, AttributeError):  # not CPython: no such flag
+        pass
+    raise SystemExit(code)

@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
 
+from . import stop
 from .config import Config, apply_overrides, content_hash
 from .metrics import CURVES
 
@@ -142,7 +143,7 @@ def run_script(main: Callable[[], None], name: str) -> None:
         main()
     except KeyboardInterrupt:
         print(f"{name}: interrupted; finished trials are kept, the same command resumes it", file=sys.stderr)
-        raise SystemExit(130) from None
+        stop.exit_with(130)
 
 
 def label(row: dict) -> str:

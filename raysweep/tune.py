@@ -25,7 +25,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import parallel, store, tracking
+from . import parallel, stop, store, tracking
 from . import commands
 from .cli import device_from, run
 from .config import RaysweepError, flatten
@@ -539,7 +539,7 @@ def main(argv: list[str] | None = None) -> None:
 
     out = run(job, args.json)
     if out and out.get("interrupted"):
-        raise SystemExit(128 + out["signal"])  # 130 after Ctrl-C, 143 after SIGTERM, as a shell reports them
+        stop.exit_with(128 + out["signal"])  # 130 after Ctrl-C, 143 after SIGTERM, as a shell reports them
 
 
 def resume_command(args, name: str) -> str:

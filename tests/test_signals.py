@@ -20,6 +20,28 @@ def test_a_stopped_trial_command_says_so_in_one_line(tmp_path, sig, code, line):
     assert out == ""
 
 
+def test_ctrl_c_through_an_extensions_python_still_exits_130(tmp_path):
+    """A Ctrl-C raised while an extension runs Python through ``PyRun_*`` (here: ctypes) makes CPython end a
+    ``python -m`` process by SIGINT (-2) however the command handled it; the command's 130 must hold all the same.
+    The race the trial test above meets now and then, made certain."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    (tmp_path / "nested.py").write_text(
+        "import ctypes\n"
+        "from raysweep import cli\n"
+        "run = ctypes.pythonapi.PyRun_String\n"
+        "run.restype, run.argtypes = ctypes.py_object, [ctypes.c_char_p, ctypes.c_int, ctypes.py_object,"
+        " ctypes.py_object]\n"
+        "cli.run(lambda: run(b'raise KeyboardInterrupt', 257, {}, {}), as_json=True)\n")
+    res = subprocess.run([sys.executable, "-m", "nested"], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert (res.returncode, res.stdout, res.stderr) == (130, "", "error: interrupted (SIGINT)\n")
+
+
 def test_an_error_of_the_machine_is_one_line_and_exit_1(capsys):
     from raysweep import cli
 
