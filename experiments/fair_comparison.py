@@ -452,7 +452,7 @@ def reference_noise(rec: dict | None) -> list[str]:
                  f"{w['n']} runs of {k} consecutive seeds: base FID {w['base_fid'][0]:.3f}–{w['base_fid'][1]:.3f}, "
                  f"δ {w['fid_delta'][0]:.3f}–{w['fid_delta'][1]:.3f}, "
                  f"limit {w['limit'][0]:.3f}–{w['limit'][1]:.3f}; "
-                 f"{len(b['rows_between_window_limits'])} of the {b['rows_judged']} committed rows of this base lie "
+                 f"{len(b['rows_between_window_limits'])} of the {b['rows_judged']} unlearned models of this base lie "
                  f"in that range (their verdict depended on which {k} seeds their reference happened to use). "
                  f"Judged against the {n}-seed limit, {len(changed)} change their FID verdict" +
                  (":" if changed else "."))

@@ -50,13 +50,18 @@ def windows(base: list[float], retrain: list[float], w: int) -> dict:
 
 
 def rows_of(base_seed: int, record: Path, tuning: Path) -> list[dict]:
-    """Every finished row on that base with what its feasibility was judged by: the study's rows (``record``) and,
-    for base 0, the tuning trials (``tuning``)."""
-    out = []
+    """Every unlearned model on that base with what its feasibility was judged by: the study's rows (``record``;
+    a model attacked at two learning rates is two rows with one FID, counted once) and, for base 0, the tuning
+    trials (``tuning``)."""
+    out, seen = [], set()
     for line in record.read_text().splitlines():
         r = json.loads(line)
         if r.get("status") == "ok" and r["overrides"].get("pretrain.seed") == base_seed and "fid_judge" in r:
             o = r["overrides"]
+            model = (r["phase"], r["method"], json.dumps({k: v for k, v in o.items() if not k.startswith("attack.")}, sort_keys=True))
+            if model in seen:
+                continue
+            seen.add(model)
             what = f"{r['method']} steps={o.get('unlearn.steps', '-')} seed={o.get('unlearn.seed', '-')}"
             out.append({"phase": r["phase"], "what": what, "fid": r["fid_judge"], "ar_mu": r["ar_mu"],
                         "retain_drop": r["retain_drop"], "recorded_limit": r["base_fid"] + r["fid_delta"],

@@ -54,11 +54,13 @@ def cells() -> list[tuple[float, int, int, str]]:
 
 def groups(settings: dict[str, dict]) -> list[list[dict]]:
     """One job per (method, seed): its unlearned model is made once and attacked every way, in one worker. The
-    controls: the base model attacked every way (evaluation noise of its own), and retrain."""
+    controls: the base model attacked every way (evaluation noise of its own), and retrain. Seed-major, so a run
+    stopped part way (the study takes hours here) has every method at its first seeds rather than one method at all,
+    DiMUM (the method whose claim is tested) first."""
     out = [[job("controls", {**base_overrides(0), **EXTRA, "eval.seed": CONTROL_EVAL_SEED, **attack(lr, n, r, aux)},
                 kind="control") for lr, n, r, aux in cells()]]
-    for method, setting in {**settings, "retrain": {}}.items():
-        for s in SEEDS:
+    for s in SEEDS:
+        for method, setting in sorted({**settings, "retrain": {}}.items(), key=lambda kv: kv[0] != "dimum"):
             out.append([job("threat", {**base_overrides(0), "unlearn.method": method, **setting, **EXTRA,
                                        "unlearn.seed": s, "attack.seed": s, "eval.seed": 1234 + s, **attack(lr, n, r, aux)})
                         for lr, n, r, aux in cells()])

@@ -162,9 +162,26 @@ def test_the_fid_limit_and_the_rows_it_rejudges(tmp_path):
                                    "rows_between_window_limits": ["a", "b"]}]}
     (tmp_path / "reference_noise.json").write_text(json.dumps(rec))
     text = "\n".join(reference_noise(read_noise(tmp_path / "reference_noise.json")))
-    assert "limit **2.100**" in text and "2 of the 3 committed rows" in text and "1 change their" in text
+    assert "limit **2.100**" in text and "2 of the 3 unlearned models" in text and "1 change their" in text
     assert "tune a: FID 2.150, recorded limit 2.200 → infeasible (was feasible)" in text
     assert reference_noise(read_noise(tmp_path / "absent.json")) == []
+
+
+def test_a_model_attacked_at_two_learning_rates_is_judged_once(tmp_path):
+    """Its FID is one measurement: the rows of its two attacks must not count it twice."""
+    import json
+
+    from reference_noise import rows_of
+
+    def row(lr, seed, method="salun"):
+        return {"status": "ok", "phase": "confirm", "method": method, "fid_judge": 2.0, "ar_mu": 0.0,
+                "retain_drop": 0.0, "base_fid": 1.9, "fid_delta": 0.2, "feasible": True,
+                "overrides": {"pretrain.seed": 1, "unlearn.steps": 9, "unlearn.seed": seed, "attack.lr": lr}}
+
+    record = tmp_path / "rows.jsonl"
+    record.write_text("\n".join(json.dumps(r) for r in [row(1e-4, 5), row(1e-3, 5), row(1e-4, 6), row(1e-4, 5, "sa")]))
+    assert [r["what"] for r in rows_of(1, record, tmp_path / "absent.csv")] == \
+        ["salun steps=9 seed=5", "salun steps=9 seed=6", "sa steps=9 seed=5"]
 
 
 def test_a_rerun_judges_new_rows_against_the_references_its_record_measured_on_the_same_seeds(tmp_path):
