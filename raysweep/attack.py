@@ -110,6 +110,6 @@ def dimra(model: nn.Module, cfg: Config, ds: Dataset, target: Target, evaluator:
         every = reduce(math.gcd, positive)
         run = optimize(model, loss, {"aux": aux_data(cfg, ds, model, target)}, positive[-1], lr=a.lr,
                        grad_clip=a.grad_clip, seed=a.seed, every=every, callback=callback, progress=progress,
-                       desc="DiMRA", resume=resume, save=keep, save_every=every)
+                       desc="DiMRA", resume=resume, save=keep, save_every=every, optimizer=a.optimizer)
         result.losses, result.status, result.seconds = run.losses, run.status, run.seconds
     return result

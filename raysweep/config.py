@@ -19,6 +19,7 @@ class RaysweepError(Exception):
     """A problem the user can fix; CLIs print it as one line and exit non-zero."""
 
 
+ATTACK_OPTIMIZERS = ("adam", "adamw", "sgd")  # raysweep.loop.OPTIMIZERS (named here: this module loads no torch)
 MIN_PROBE_READS = 10  # convergence needs this many probe reads (raysweep.evaluate.convergence)
 
 
@@ -119,6 +120,7 @@ class Attack:
     lora_rank: int = 0  # 0 = finetune every weight; r > 0 = only rank-r LoRA adapters (raysweep/lora.py)
     steps: tuple = (0, 250, 500, 1000, 2000)  # attack checkpoints: AR(c_u) and a Parquet checkpoint at each
     lr: float = 1e-4
+    optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9), torch's defaults otherwise
     batch_size: int = 64
     grad_clip: float = 1.0
     label_dropout: float = 0.1
@@ -249,6 +251,9 @@ class Config:
                 raise ConfigError(f"{name} must be positive, got {get_path(self, name)}")
         if self.attack.lora_rank < 0:
             raise ConfigError(f"attack.lora_rank must be >= 0 (0 = full finetuning), got {self.attack.lora_rank}")
+        if self.attack.optimizer not in ATTACK_OPTIMIZERS:
+            raise ConfigError(f"unknown attack.optimizer {self.attack.optimizer!r}; choose one of "
+                              f"{list(ATTACK_OPTIMIZERS)}")
         if self.attack.aux_size < 0:
             raise ConfigError(f"attack.aux_size must be >= 0 (0 = all of attack.aux), got {self.attack.aux_size}")
         if self.unlearn.checkpoint_every < 0:

@@ -81,5 +81,6 @@ def utility_key(cfg: Config, target: Target, model: str) -> dict:
 
 def control_key(cfg: Config, target: Target) -> dict:
     return {"base": model_key(cfg), "judge": judge_key(cfg), "eval": dataclasses.asdict(cfg.eval),
-            "attack": {k: v for k, v in dataclasses.asdict(cfg.attack).items() if k != "control"},
+            "attack": {k: v for k, v in dataclasses.asdict(cfg.attack).items()
+                       if k != "control" and not (k == "optimizer" and v == "adam")},  # earlier keys stay valid
             "forget": target.spec}

@@ -21,6 +21,13 @@ from . import parallel, stop
 
 Callback = Callable[[int, torch.nn.Module], bool | None]  # return True to stop early
 
+# The optimisers a loop can run, by name (torch's defaults otherwise): Adam everywhere by default; the attacker may
+# choose (attack.optimizer). SGD takes momentum 0.9, as finetuning recipes that use SGD do; without it, plain SGD at
+# an Adam-sized lr barely moves a diffusion model.
+OPTIMIZERS = {"adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
+              "adamw": lambda params, lr: torch.optim.AdamW(params, lr=lr),
+              "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9)}
+
 
 @dataclass
 class LoopState:
@@ -81,8 +88,9 @@ def optimize(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator
              callback: Callback | None = None, max_abs_loss: float = math.inf, precision: str = "fp32",
              progress: bool = False, desc: str = "", resume: LoopState | None = None,
              save: Callable[[LoopState], None] | None = None, save_every: int = 0,
-             after_clip: Callable[[list[torch.Tensor]], None] | None = None) -> LoopResult:
-    """Run ``steps`` optimiser steps of Adam on ``loss``.
+             after_clip: Callable[[list[torch.Tensor]], None] | None = None,
+             optimizer: str = "adam") -> LoopResult:
+    """Run ``steps`` optimiser steps of ``optimizer`` (one of OPTIMIZERS) on ``loss``.
 
     Every ``every`` steps (and after the last) ``callback(step, model)`` runs; True stops the loop there.
     A non-finite loss, or one beyond ``max_abs_loss``, stops the loop *before* its update and marks the result
@@ -90,7 +98,7 @@ def optimize(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator
     EMA weights (callbacks see the raw ones).
 
     Every ``save_every`` steps ``save(LoopState)`` runs; ``resume=`` that state continues the run as if it had
-    never stopped (same batches, same noise, same Adam moments).
+    never stopped (same batches, same noise, same optimiser state).
 
     Under a process group of W ranks (a trial with ``workers`` > 1) each model call runs on a shard of the batch
     and the gradients are summed across ranks (``raysweep.parallel``): the same loop at the same global batch.
@@ -98,7 +106,7 @@ def optimize(model: torch.nn.Module, loss: Callable, streams: dict[str, Iterator
     torch.manual_seed(seed)
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = OPTIMIZERS[optimizer](params, lr)
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True) if ema > 0 else None
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())

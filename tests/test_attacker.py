@@ -1,14 +1,18 @@
 """The attacker's knobs beyond DiMRA's defaults: LoRA (only adapters train; the merged checkpoint is the model it
-attacked) and the adaptive attack (a neighbour's images under the forgotten label)."""
+attacked), the optimiser, and the adaptive attack (a neighbour's images under the forgotten label)."""
 import copy
+import itertools
 
+import pytest
 import torch
 
 from conftest import tiny_config
 from raysweep import store
 from raysweep.data import aux_stream
 from raysweep.diffusion import make_unet
+from raysweep.config import ATTACK_OPTIMIZERS
 from raysweep.lora import add_lora, merged_state
+from raysweep.loop import OPTIMIZERS, optimize
 from raysweep.target import Target
 from raysweep.trial import run_trial
 
@@ -65,3 +69,27 @@ def test_an_adaptive_attack_trial_runs_past_dimras_guard(tmp_path):
                          "eval.reference_seeds": 2})
     res = run_trial(cfg, str(tmp_path))
     assert res["attack_status"] == "ok" and res["attack_aux"] == "relabel:8" and set(res["ar_dimra"]) == {"0", "4"}
+
+
+@pytest.mark.parametrize("name", ATTACK_OPTIMIZERS)
+def test_each_attack_optimizer_takes_its_known_first_step_and_resumes_exactly(name):
+    """On loss |w|^2 / 2 (gradient w), the first step from w0 is known: SGD w0(1 - lr) (its momentum buffer starts
+    at the gradient), Adam w0 - lr sign(w0), AdamW the same after decaying w0 by lr * 0.01. A run stopped at step 2
+    and resumed from its saved state ends where an uninterrupted one does (the optimiser's state travels)."""
+    assert set(OPTIMIZERS) == set(ATTACK_OPTIMIZERS)
+    w0, lr = torch.tensor([[0.5, -2.0, 3.0]]), 0.1
+
+    def run(steps, resume=None, saved=None):
+        model = torch.nn.Linear(3, 1, bias=False)
+        with torch.no_grad():
+            model.weight.copy_(w0)
+        optimize(model, lambda m, b, s: (m.weight ** 2).sum() / 2, {"none": itertools.repeat(())}, steps, lr=lr,
+                 grad_clip=0.0, optimizer=name, resume=resume, save=saved.append if saved is not None else None,
+                 save_every=2)
+        return model.weight.detach().clone()
+
+    first = {"sgd": w0 * (1 - lr), "adam": w0 - lr * w0.sign(), "adamw": w0 * (1 - lr * 0.01) - lr * w0.sign()}
+    assert torch.allclose(run(1), first[name], atol=1e-6)
+    states: list = []
+    run(3, saved=states)  # saves at step 2
+    assert torch.equal(run(4, resume=states[-1]), run(4))

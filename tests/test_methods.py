@@ -351,6 +351,7 @@ BAD_TRIALS = {  # what the one error line must name -> the arguments
     "attack.aux": ["--set", "attack.aux=internet"],
     "attack.aux_size must be >= 0": ["--set", "attack.aux_size=-5"],
     "attack.lora_rank must be >= 0": ["--set", "attack.lora_rank=-1"],
+    "unknown attack.optimizer 'lbfgs'": ["--set", "attack.optimizer=lbfgs"],
     "attack.aux 'class:3': k must differ": ["--set", "attack.aux=class:3"],
 }
 
