@@ -2,7 +2,7 @@
 each method's feasible setting from the fair comparison (docs/fair_tuning.csv: the same choice its confirmation
 uses), with the base model and retrain as controls.
 
-    python experiments/threat_model.py [--out runs/threat] [--methods dimum salun sa ...] [--smoke]
+    python experiments/threat_model.py [--out runs/threat] [--methods dimum salun sa ...] [--smoke] [--report-only]
 
 The attacker's knobs: learning rate (1e-5, 1e-4, 1e-3) × how many images it holds (50, 200, or the whole test split
 minus the class) × full finetuning or rank-4 LoRA × the seeds (3; each seed its own unlearned model, attack data
@@ -94,6 +94,12 @@ def write_report(settings: dict[str, dict], rows: list[dict], infeasible: list[s
          "(never unlearned) and retrain (never saw the class) bound the scale.", "",
          "![AR of the forgotten class over each attack, per method: mean over seeds with its 95 % bootstrap band; "
          "the base dashed, retrain dotted, AR = 0.5 in red](threat_model.png)", ""]
+    planned = len(cells()) * (1 + (len(settings) + 1) * len(SEEDS))  # the controls, then each method and retrain
+    done = len(ok)  # the record holds one row per attack (a rerun's row replaces its failed one)
+    if done < planned:
+        L += [f"**{done} of {planned} attacks run so far**: the study is resumable (the same command runs the rest, "
+              "seed by seed, DiMUM first); a cell not run yet says so, and a cell with fewer than "
+              f"{len(SEEDS)} seeds shows how many it has.", ""]
     if smoke:
         L += ["**Smoke run**: a tiny model, 20 unlearning steps whatever the setting says; its numbers mean nothing.", ""]
     if infeasible:
@@ -210,6 +216,8 @@ def main() -> None:
                    help="swept where the fair comparison found a feasible setting; the others are named as not swept")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--smoke", action="store_true", help="tiny models and steps: checks the study end to end")
+    p.add_argument("--report-only", action="store_true",
+                   help="write docs/threat_model.* from the rows recorded so far; run nothing")
     args = p.parse_args()
     if args.smoke:
         from raysweep.experiment import SMOKE
@@ -228,7 +236,8 @@ def main() -> None:
         (docs / "threat_model.md").write_text(write_report(settings, rows, infeasible, args.smoke))
         curves_figure(curves(list(settings), rows), docs / "threat_model.png")
 
-    run_jobs(groups(settings), str(out / "store"), log, args.workers, after_each=report)
+    if not args.report_only:
+        run_jobs(groups(settings), str(out / "store"), log, args.workers, after_each=report)
     report()
     print(f"wrote {docs / 'threat_model.md'} and {docs / 'threat_model.csv'}")
 

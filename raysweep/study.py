@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -72,13 +73,15 @@ def run_control(cfg: Config, root: str) -> dict:
     from .controls import control_curve, reference
     from .resolve import resolve
 
+    start = time.perf_counter()
     target = resolve(cfg).target
     bases = load_bases(cfg, root)
     ref = reference(cfg, bases, target, root)
     curve = control_curve(cfg, bases, target, root)
     attacked = {int(k): v for k, v in curve.items() if int(k) > 0}
     return {"method": "base", "status": "ok", "ar_dimra": curve, "ar_mu": curve.get("0"),
-            "ar_dimra_max": max(attacked.values()) if attacked else math.nan, "attack_lr": cfg.attack.lr, **ref}
+            "ar_dimra_max": max(attacked.values()) if attacked else math.nan, "attack_lr": cfg.attack.lr, **ref,
+            "seconds": time.perf_counter() - start}
 
 
 def run_one(job: Job, root: str) -> dict:

@@ -66,6 +66,21 @@ def test_the_committed_report_is_what_the_committed_record_gives(tmp_path):
     assert readme.read_text() == (ROOT / "README.md").read_text()
 
 
+def test_the_committed_threat_model_is_what_its_committed_record_gives(tmp_path):
+    """docs/threat_model.md and .csv regenerate byte for byte from docs/threat_model.jsonl (--report-only runs no
+    attack)."""
+    import shutil
+
+    docs = tmp_path / "docs"
+    shutil.copytree(ROOT / "docs", docs)
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "threat_model.py"), "--out", str(tmp_path / "runs"),
+                          "--docs", str(docs), "--report-only"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert not (tmp_path / "runs" / "store").exists()
+    for name in ("threat_model.md", "threat_model.csv", "threat_model.jsonl"):
+        assert (docs / name).read_text() == (ROOT / "docs" / name).read_text(), name
+
+
 def test_no_verdict_below_the_designed_replicate_count():
     from fair_comparison import rule_line
 
@@ -106,6 +121,7 @@ def test_threat_model_report_from_rows():
     assert "| base | – | DiMRA | full | 0.001 | 50 | 1/1 (250) | 0.806 |" in md
     assert "| dimum | dimum.beta=1 | DiMRA | LoRA r=4 | 0.0001 | all | not run yet |" in md and "Not swept: ga" in md
     assert "| retrain | – | adaptive (relabel:8) | full | 0.0001 | all | not run yet |" in md
+    assert "**7 of 190 attacks run so far**" in md  # 19 cells × (the controls + 2 methods and retrain × 3 seeds)
 
 
 def test_threat_model_curves_are_the_seed_means_with_their_intervals(tmp_path, monkeypatch):
