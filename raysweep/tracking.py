@@ -85,13 +85,15 @@ def run_name(method: str, swept: dict) -> str:
 
 
 def start_run(uri: str, exp_id: str, trial_id: str, cfg: Config, tags: dict[str, str], name: str = "") -> str:
-    """The trial's run: a restarted or resumed trial continues its own run (found by its trial_id tag)."""
+    """The trial's run: a restarted or resumed trial continues its own run (found by its trial_id tag), whose tags
+    then say where this attempt runs (``host``, ``node_id``: where the trial finishes, as its results row does)."""
     client = MlflowClient(uri)
     found = client.search_runs([exp_id], filter_string=f"tags.trial_id = '{trial_id}'", max_results=1)
     if found:
-        client.update_run(found[0].info.run_id, status="RUNNING")
-        client.set_tag(found[0].info.run_id, "attempt_restarted", "true")
-        return found[0].info.run_id
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in {**tags, "attempt_restarted": "true"}.items()])
+        return run_id
     run = client.create_run(exp_id, run_name=name or trial_id, tags={"trial_id": trial_id, **tags})
     params = [Param(k, str(v)) for k, v in flatten(cfg.to_dict()).items()]
     for i in range(0, len(params), 100):

