@@ -12,6 +12,7 @@ from .config import RaysweepError, flatten
 from .experiment import Experiment
 from .experiment import meets
 from .metrics import CURVES, SCALARS
+from .restarts import cause
 
 
 def trial_id_of(result) -> str:
@@ -30,9 +31,7 @@ def result_rows(grid, exp: Experiment, smoke: bool, unfinished: frozenset[str] =
         m = dict(r.metrics or {})
         row: dict[str, Any] = {"trial_id": trial_id_of(r), "experiment": exp.name}
         if r.error is not None:
-            lines = [ln for ln in str(r.error).strip().splitlines() if ln.strip()]
-            cause = next((ln for ln in reversed(lines) if "Error" in ln or "error" in ln), lines[-1] if lines else "")
-            row.update(status="error", error=cause.strip()[:1000])
+            row.update(status="error", error=cause(r.error))
         elif row["trial_id"] in unfinished:
             row.update(status="interrupted", error=INTERRUPTED)
         elif m.get("phase") != "final" and "status" in m:  # stopped early by the scheduler (ASHA)

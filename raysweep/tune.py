@@ -25,7 +25,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import parallel, stop, store, tracking
+from . import parallel, restarts, stop, store, tracking
 from . import commands
 from .cli import device_from, run
 from .config import RaysweepError, flatten
@@ -393,7 +393,8 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
                      "gpu": exp.gpus_per_worker if exp.workers == 0 else 0}
         fn = tune.with_resources(tune.with_parameters(trainable, setup=setup), resources)
         run_config = tune.RunConfig(name=name, storage_path=ray_storage,
-                                    failure_config=tune.FailureConfig(max_failures=max_failures))
+                                    failure_config=tune.FailureConfig(max_failures=max_failures),
+                                    callbacks=[restarts.recorder(sweep_dir)])
         path = store.join(ray_storage, name)
         space = smoke_space(exp.space) if smoke else exp.space
         if resume:
@@ -416,6 +417,8 @@ def sweep(exp: Experiment, *, storage: str, name: str, mlflow_uri: str | None, n
                                 f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
         unfinished = unfinished_trials(grid) if stop else frozenset()
         rows = result_rows(grid, exp, smoke, unfinished)
+        for row in rows:
+            row["restarted_because"] = restarts.last_cause(sweep_dir, row["trial_id"])
         mlflow_pending = sync_mlflow(grid, rows, setup)
         if unfinished and optuna_uri:
             fail_running(optuna_uri, name)

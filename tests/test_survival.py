@@ -168,6 +168,8 @@ def test_a_killed_data_parallel_worker_restarts_its_trial_from_the_last_checkpoi
     assert proc.returncode == 0, err[-3000:]
     (row,) = rows_of(sweep)
     assert row["status"] == "ok" and row["attempts"] == 2 and row["world_size"] == 2
+    print("restarted_because:", row["restarted_because"])
+    assert row["restarted_because"] and "unknown" not in row["restarted_because"]  # the failure it recovered from
     result = json.loads((trial / "result.json").read_text())
     assert result["resumed_from"]["unlearn"] >= 20 and result["world_size"] == 2
 
@@ -314,6 +316,8 @@ def test_a_two_node_cluster_runs_a_sweep_with_nothing_on_a_shared_disk(s3, tmp_p
     started = {a["node_id"] for r in rows
                for a in store.read_json(f"s3://raysweep/multi/multi/trials/{r['trial_id']}/attempts.json")}
     assert len(started) == 2
+    for r in rows:  # a restarted trial says why; one that was not says nothing
+        assert bool(r["restarted_because"]) == (r["attempts"] > 1), (r["attempts"], r["restarted_because"])
     for r in rows:  # its checkpoints and its own record are in the object store
         uris = [store.locate(u, "s3://raysweep/multi/multi") for u in [r["unlearned_uri"],
                                                                        *json.loads(r["attack_uris"]).values()]]
